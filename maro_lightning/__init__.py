@@ -1,0 +1,1 @@
+"""maro_lightning: MARO (Multi-Agent Reward Optimization) for language models in social games, on Lightning."""

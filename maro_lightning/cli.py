@@ -1,0 +1,125 @@
+"""The ``maro`` console script.
+
+    maro play --game bazaar --seats boulware,linear --seed 3 [--show-private] [--episodes N]
+              [--option obs_format=compact ...]
+
+``play`` watches games between seats (scripted agents now; trained policies once training exists).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from maro_lightning import envs
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Entry point; ``args`` defaults to ``sys.argv[1:]`` (a list, so that tests can call it)."""
+    parser = _parser()
+    ns = parser.parse_args(list(sys.argv[1:] if args is None else args))
+    try:
+        return ns.run(ns)
+    except (ValueError, TypeError) as err:  # bad names and options: one clear line, no traceback
+        parser.exit(2, f"maro {ns.command}: error: {err}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="maro", description="MARO: train language models in social games.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    play = commands.add_parser("play", help="watch games between seats, turn by turn")
+    play.add_argument("--game", required=True, help=f"one of: {', '.join(envs.names())}")
+    play.add_argument(
+        "--seats",
+        required=True,
+        help="comma-separated scripted agents, one per player in player order (one name fills every seat); "
+        "`maro play --game G --seats list` lists them",
+    )
+    play.add_argument("--seed", type=int, default=0, help="seed of the first game (default 0)")
+    play.add_argument("--episodes", type=int, default=1, help="games to play, seeds seed, seed+1, ... (default 1)")
+    play.add_argument("--show-private", action="store_true", help="print each player's prompt and raw text too")
+    play.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a game option, e.g. --option max_messages=12 --option obs_format=compact (repeatable)",
+    )
+    play.set_defaults(run=_play)
+    return parser
+
+
+def _play(ns: argparse.Namespace) -> int:
+    env = envs.make(ns.game, **_options(ns.option))
+    if ns.seats == "list":
+        print(f"scripted agents for {ns.game}: {', '.join(envs.agent_names(ns.game))}")
+        return 0
+    env.reset(ns.seed)  # to learn the number of players
+    names = _seat_names(ns.game, ns.seats, len(env.roles))
+    agents = {player: envs.agent(name, game=ns.game) for player, name in enumerate(names)}
+    for seed in range(ns.seed, ns.seed + ns.episodes):
+        print(f"=== {env.name}, seed {seed}: " + ", ".join(f"player {p} = {name}" for p, name in enumerate(names)))
+        _play_one(env, agents, seed, show_private=ns.show_private)
+    return 0
+
+
+def _play_one(env: envs.SocialEnv, agents: dict[int, envs.ScriptedAgent], seed: int, *, show_private: bool) -> None:
+    prompts: dict[int, str] = {}
+
+    def capture(player: int) -> None:
+        prompts[player] = env.observation(player)
+
+    def show(turn: envs.Turn) -> None:
+        _print_turn(turn, prompts.get(turn.player))
+
+    outcome = envs.play_episode(env, agents, seed, on_turn=show, before_step=capture if show_private else None)
+    _print_outcome(outcome)
+
+
+def _print_turn(turn: envs.Turn, prompt: str | None) -> None:
+    if prompt is not None:
+        print(f"--- prompt of player {turn.player} ---\n{prompt}\n--- raw: {turn.raw!r}")
+    flag = "" if turn.valid else f"  (invalid: {turn.info.get('invalid_reason')})"
+    print(f"[{turn.index:3d}] {turn.phase:9s} player {turn.player} ({turn.role}): {turn.public or '-'}{flag}")
+
+
+def _print_outcome(outcome: envs.Outcome) -> None:
+    print("--- outcome")
+    for player, role in outcome.roles.items():
+        won = "success" if outcome.success[player] else "no success"
+        print(f"  player {player} ({role}): reward {outcome.rewards[player]:+.3f}, {won}")
+    print("  metrics: " + ", ".join(f"{k}={v:.3g}" for k, v in sorted(outcome.metrics.items())))
+
+
+def _seat_names(game: str, seats: str, players: int) -> list[str]:
+    names = [name.strip() for name in seats.split(",")]
+    if len(names) == 1:
+        names = names * players
+    if len(names) != players:
+        raise ValueError(f"{game} has {players} players but --seats names {len(names)}: {seats}")
+    return names
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--option expects KEY=VALUE, got {pair!r}")
+        options[key.strip()] = _literal(value.strip())
+    return options
+
+
+def _literal(text: str) -> Any:
+    """``12`` -> 12, ``(20, 200)`` -> a tuple, ``compact`` -> the string itself."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

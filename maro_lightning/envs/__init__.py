@@ -1,0 +1,45 @@
+"""The social games (DESIGN §4.2, GAMES.md): the ``SocialEnv`` contract, the registry and scripted agents.
+
+env = envs.make("bazaar", obs_format="compact")
+env.reset(seed=3)
+while not env.done:
+    for player in env.to_act():
+        env.step(player, model(env.observation(player)))
+env.outcome().rewards
+"""
+
+from maro_lightning.envs.agents import ScriptedAgent
+from maro_lightning.envs.base import Action
+from maro_lightning.envs.base import EnvMisuseError
+from maro_lightning.envs.base import Outcome
+from maro_lightning.envs.base import SocialEnv
+from maro_lightning.envs.base import Turn
+from maro_lightning.envs.episode import play_episode
+from maro_lightning.envs.parsing import InvalidAction
+from maro_lightning.envs.registry import agent
+from maro_lightning.envs.registry import agent_names
+from maro_lightning.envs.registry import make
+from maro_lightning.envs.registry import names
+from maro_lightning.envs.registry import register_agent
+from maro_lightning.envs.registry import register_game
+
+__all__ = [
+    "Action",
+    "EnvMisuseError",
+    "InvalidAction",
+    "Outcome",
+    "ScriptedAgent",
+    "SocialEnv",
+    "Turn",
+    "agent",
+    "agent_names",
+    "make",
+    "names",
+    "play_episode",
+    "register_agent",
+    "register_game",
+]
+
+# Importing a game's modules registers the game and its scripted agents.
+from maro_lightning.envs import bazaar  # noqa: F401,E402
+from maro_lightning.envs import bazaar_agents  # noqa: F401,E402
