@@ -15,8 +15,8 @@ _THINK_OPEN = re.compile(r"<think>", re.IGNORECASE)
 _THINK_CLOSE = re.compile(r"</think>", re.IGNORECASE)
 # A bracket group with no nested brackets: "[ Offer : $1,200 ]" -> name "Offer", arg "$1,200".
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
-# "$1,200", "1200", "$ 1 200"? no: thousands separators are commas only; optional ".00" cents.
-_NUMBER = re.compile(r"^\$?\s*(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?$")
+# "$1,200", "1200", "$ 120", "120.00": commas are the only thousands separator; ASCII digits only.
+_NUMBER = re.compile(r"^\$?\s*(\d{1,3}(?:,\d{3})+|\d+)(?:\.(\d+))?$", re.ASCII)
 _MAX_DIGITS = 12  # longer digit strings are rejected before int(): absurd, and int() of 10 kB is slow
 
 
