@@ -192,8 +192,7 @@ class PGLossFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_loss, *_unused):
-        # In place: the fp32 accumulators are not needed after this, and a copy would double their memory.
-        grads = (
-            g if g is None else g.mul_(grad_loss).to(dt) for g, dt in zip(ctx.saved_tensors, ctx.dtypes, strict=True)
-        )
+        # One new tensor per gradient, in its parameter's dtype; the saved ones stay intact for a retained graph.
+        saved = zip(ctx.saved_tensors, ctx.dtypes, strict=True)
+        grads = (g if g is None else g.to(dtype, copy=True).mul_(grad_loss) for g, dtype in saved)
         return (*grads, None, None, None, None, None, None, None, None)

@@ -1,0 +1,24 @@
+"""Kernel tests run the Triton path on CPU tensors through the interpreter (DESIGN §7).
+
+TRITON_INTERPRET must be set before triton decorates the kernels, i.e. before `maro_kernels` is first imported,
+hence at the top of this conftest, which pytest imports before the test modules.
+"""
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import importlib.util  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+KERNELS_DIR = Path(__file__).resolve().parents[2] / "kernels"
+
+# A checkout that is not pip-installed has no `maro_kernels` on the path (the name is a package-dir mapping in
+# pyproject): load the package from the folder under its import name.
+if importlib.util.find_spec("maro_kernels") is None:
+    _spec = importlib.util.spec_from_file_location(
+        "maro_kernels", KERNELS_DIR / "__init__.py", submodule_search_locations=[str(KERNELS_DIR)]
+    )
+    sys.modules["maro_kernels"] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules["maro_kernels"])
