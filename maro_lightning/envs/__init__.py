@@ -43,3 +43,4 @@ __all__ = [
 # Importing a game's modules registers the game and its scripted agents.
 from maro_lightning.envs import bazaar  # noqa: F401,E402
 from maro_lightning.envs import bazaar_agents  # noqa: F401,E402
+from maro_lightning.envs import deal  # noqa: F401,E402  (registers the game)
