@@ -44,3 +44,4 @@ __all__ = [
 from maro_lightning.envs import bazaar  # noqa: F401,E402
 from maro_lightning.envs import bazaar_agents  # noqa: F401,E402
 from maro_lightning.envs import deal  # noqa: F401,E402  (registers the game)
+from maro_lightning.envs import mafia  # noqa: F401,E402  (registers the game)
