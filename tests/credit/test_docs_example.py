@@ -1,0 +1,29 @@
+"""The README's "MARO as implemented" subclass example runs and does what it says."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from maro_lightning.credit import CreditConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _example() -> str:
+    """The python block that defines InvalidPenalty, from README.md once merged, else from docs/."""
+    for path in (ROOT / "README.md", ROOT / "docs" / "maro_as_implemented.md"):
+        text = path.read_text() if path.exists() else ""
+        if "## MARO as implemented" in text:
+            blocks = re.findall(r"```python\n(.*?)```", text.split("## MARO as implemented", 1)[1], re.S)
+            return next(block for block in blocks if "class InvalidPenalty" in block)
+    pytest.fail("no 'MARO as implemented' section in README.md or docs/maro_as_implemented.md")
+
+
+def test_readme_subclass_example_penalises_invalid_attempts(make_episode):
+    namespace: dict = {}
+    exec(compile(_example(), "README example", "exec"), namespace)
+    episode = make_episode("bazaar", 0, {1: ("buyer", 0.5, True, 2)}, infos={(1, 0): {"invalid_reason": "bad"}})
+    samples = namespace["InvalidPenalty"](CreditConfig(lam=1.0, normalize_per_role=False)).assign([episode])
+    # ρ = (−.25, .5), V = 0, λ = γ = 1: r = return-to-go = (.25, .5).
+    assert [s.reward for s in samples] == [0.25, 0.5]
