@@ -130,3 +130,18 @@ def test_episode_rejects_inconsistent_input(make_episode, change, message):
     fields = {"roles": good.roles, "outcome": good.outcome, **change}
     with pytest.raises(ValueError, match=message):
         Episode("bazaar", 0, fields["roles"], fields["outcome"], {0: behaviours})
+
+
+@pytest.mark.parametrize("game", envs.names())
+def test_every_game_gives_one_sample_per_policy_turn(game):
+    env = envs.make(game, obs_format="compact")
+    episodes = []
+    for seed in range(4):
+        env.reset(seed)  # to learn the player ids; play_episode resets again with the same seed
+        envs.play_episode(env, {p: envs.agent("random", game=game) for p in env.roles}, seed)
+        episodes.append(Episode.from_env(env, policy_players={0}))
+        assert episodes[-1].num_behaviours == sum(t.player == 0 for t in env.turns)
+    samples = CreditAssigner().assign(episodes)
+    assert len(samples) == sum(e.num_behaviours for e in episodes)
+    assert [s.z for s in samples] == [e.outcome.rewards[0] for e in episodes for _ in range(e.num_behaviours)]
+    assert sum(s.weight for s in samples) / len(samples) == pytest.approx(1.0)
