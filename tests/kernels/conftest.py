@@ -1,16 +1,19 @@
 """Kernel tests run the Triton path on CPU tensors through the interpreter (DESIGN §7).
 
 TRITON_INTERPRET must be set before triton decorates the kernels, i.e. before `maro_kernels` is first imported,
-hence at the top of this conftest, which pytest imports before the test modules.
+hence at the top of this conftest, which pytest imports before the test modules. On a CUDA machine it stays unset,
+so the `gpu` tests run the compiled kernels.
 """
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch
 
-import importlib.util  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 KERNELS_DIR = Path(__file__).resolve().parents[2] / "kernels"
 

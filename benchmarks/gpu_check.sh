@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# GPU checks of maro_kernels (the fused policy-gradient loss), for a machine with one CUDA device, e.g. an H100.
+# Runs the `gpu` tests, then the benchmark at the issue's shape (N=16384, H=4096, V=128256, bf16) and one smaller
+# shape, and prints one markdown table. Needs torch and triton only: the project need not be installed, the
+# package is put on the path from kernels/. Budget: under 8 minutes on one H100.
+#
+#   bash benchmarks/gpu_check.sh [extra bench_pg_loss.py flags, e.g. --impls triton matmul3]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python}
+
+# `maro_kernels` is a package-dir mapping of kernels/ in pyproject: a symlink makes it importable without installing.
+shim=$(mktemp -d)
+trap 'rm -rf "$shim"' EXIT
+ln -s "$PWD/kernels" "$shim/maro_kernels"
+export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+"$PYTHON" -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__, "cuda", torch.cuda.is_available())'
+
+# -m gpu overrides pyproject's default `-m "not gpu and not slow"`; confcutdir keeps other packages' conftests out.
+timeout 150 "$PYTHON" -m pytest -q -m gpu --confcutdir=tests/kernels tests/kernels || echo "GPU TESTS FAILED (rc=$?)"
+
+# One table, the smaller shape first. compile/Liger rows say n/a where they cannot run (Liger is not on the image).
+timeout 330 "$PYTHON" benchmarks/bench_pg_loss.py --device cuda --dtype bfloat16 \
+  --shapes 4096x2048x32000 16384x4096x128256 --repeats 5 --timeout 120 "$@" \
+  || echo "BENCHMARK FAILED OR TIMED OUT (rc=$?)"

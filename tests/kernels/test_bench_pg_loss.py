@@ -1,0 +1,32 @@
+"""The CPU-side parts of the kernel benchmark and of the GPU check script (they report; nothing here times)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_bench_runs_every_cpu_impl_at_a_tiny_shape(tmp_path):
+    # Under TRITON_INTERPRET=1 the triton row runs on CPU too; matmul3 (the floor) runs anywhere.
+    out = tmp_path / "bench.md"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_pg_loss.py"), "--shapes", "64x16x1000"]
+    cmd += ["--impls", "reference", "chunked", "triton", "matmul3", "--repeats", "1", "--warmup", "0"]
+    cmd += ["--device", "cpu", "--out", str(out)]
+    env = {**os.environ, "TRITON_INTERPRET": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| ") and "impl" not in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["reference", "chunked", "triton", "matmul3"]
+    assert not any("n/a" in row for row in rows), rows
+    assert rows[0].rstrip().endswith("| 1.00 | 1.000 |")  # the reference is its own baseline
+    assert result.stdout.strip().splitlines()[-1] == rows[-1]
+
+
+def test_gpu_check_script_parses():
+    script = ROOT / "benchmarks" / "gpu_check.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    assert "16384x4096x128256" in script.read_text()
