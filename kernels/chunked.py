@@ -151,7 +151,7 @@ def run_chunks(
     """
     n, cdt = hidden.shape[0], compute_dtype(hidden.dtype)
     outs = TokenOutputs(*torch.zeros(5, n, dtype=cdt, device=hidden.device))  # [N] each
-    grad_h = torch.empty_like(hidden) if needs_grad[0] else None  # [N, H], input dtype
+    grad_h = torch.empty(hidden.shape, dtype=hidden.dtype, device=hidden.device) if needs_grad[0] else None  # [N, H]
     grad_w = torch.zeros(weight.shape, dtype=cdt, device=weight.device) if needs_grad[1] else None  # [V, H]
     grad_b = torch.zeros(weight.shape[0], dtype=cdt, device=weight.device) if needs_grad[2] else None  # [V]
     for start in range(0, n, chunk_rows):

@@ -1,7 +1,8 @@
 """fused_pg_loss and selective_logprobs: every impl against the reference (DESIGN §4.1, §7).
 
 On CPU the Triton kernel runs under TRITON_INTERPRET=1 (set in conftest), fp32 only and small shapes: the
-interpreter is ~100× slower than torch. bf16/fp16 checks need a GPU and are marked `gpu`.
+interpreter is ~100× slower than torch. bf16/fp16 run on CPU for the chunked path; the Triton kernel's bf16/fp16
+checks need a GPU and are marked `gpu`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from torch.utils._pytree import tree_flatten
 import maro_kernels
 from maro_kernels import fused_pg_loss
 from maro_kernels import selective_logprobs
+from maro_kernels.chunked import PGParams
+from maro_kernels.chunked import TokenInputs
+from maro_kernels.chunked import token_terms
 from maro_kernels.reference import selective_logprobs_reference
 
 FUSED = ["chunked", "triton"]
@@ -93,13 +97,10 @@ def run(impl: str, inputs: dict, **overrides) -> tuple[torch.Tensor, dict, dict]
     kwargs = {**inputs, **overrides}
     leaves = {k: kwargs.pop(k) for k in ("hidden", "weight", "bias")}
     leaves = {k: v.detach().clone().requires_grad_() for k, v in leaves.items() if v is not None}
-    hidden, weight, targets, advantages = (
-        leaves["hidden"],
-        leaves["weight"],
-        kwargs.pop("targets"),
-        kwargs.pop("advantages"),
+    targets, advantages = kwargs.pop("targets"), kwargs.pop("advantages")
+    loss, stats = fused_pg_loss(
+        leaves["hidden"], leaves["weight"], targets, advantages, bias=leaves.get("bias"), impl=impl, **kwargs
     )
-    loss, stats = fused_pg_loss(hidden, weight, targets, advantages, bias=leaves.get("bias"), impl=impl, **kwargs)
     loss.backward()
     return loss.detach(), stats, {k: v.grad for k, v in leaves.items()}
 
@@ -266,20 +267,6 @@ def test_auto_is_chunked_on_cpu():
     assert_same_results(run("auto", inputs), run("chunked", inputs))
 
 
-def test_half_precision_chunked_on_cpu():
-    # The bf16 path of the shared driver (half-precision logits, fp32 grad_weight accumulation) runs on CPU too.
-    inputs = make_inputs(CASES["odd"], dtype=torch.bfloat16)
-    loss, stats, grads = run("chunked", inputs)
-    ref_loss, ref_stats, ref_grads = run("reference", inputs)
-    assert grads["weight"].dtype == torch.bfloat16
-    torch.testing.assert_close(loss, ref_loss, rtol=2e-2, atol=2e-2)
-    torch.testing.assert_close(stats["logprobs"], ref_stats["logprobs"], rtol=2e-2, atol=5e-2)
-    for key, grad in grads.items():
-        torch.testing.assert_close(
-            grad.float(), ref_grads[key].float(), rtol=5e-2, atol=2e-2 * ref_grads[key].abs().max().item()
-        )
-
-
 def _bad(**changes):
     inputs = make_inputs(CASES["odd"])
     return {**inputs, **changes}
@@ -348,19 +335,38 @@ def _max_errors(result: tuple, expected: tuple) -> dict[str, float]:
     return {k: (a.float() - e.float()).abs().max().item() for k, (a, e) in pairs.items()}
 
 
+def check_half_precision(impl: str, dtype: torch.dtype, device: str, case: Case) -> None:
+    """Error vs the fp32 reference on the same (half-rounded) inputs is at most 2× torch's in `dtype` [fa].
+
+    The loss is one sum of per-token terms, so the ratio of two such errors is noise around 1 (0.9 to 6 on CPU):
+    its bound is 2× the torch log-prob error propagated to first order, Σ_i |dL/dlogp_i| · max_i |δlogp_i|.
+    """
+    inputs = make_inputs(case, dtype=dtype, device=device)
+    upcast = {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v for k, v in inputs.items()}
+    expected = run("reference", upcast)
+    kernel_err = _max_errors(run(impl, inputs), expected)
+    torch_err = _max_errors(run("reference", inputs), expected)
+    coef = torch.where(upcast["mask"], upcast["sample_weights"], 0) / upcast["mask"].sum()
+    tokens = TokenInputs(upcast["advantages"], coef, upcast["old_logprobs"], upcast["ref_logprobs"])
+    params = PGParams(0.2, 0.2, case.beta, case.temperature)
+    dlogp = token_terms(expected[1]["logprobs"], tokens, params)[1]  # [N]
+    torch_err["loss"] = max(torch_err["loss"], dlogp.abs().sum().item() * torch_err["logprobs"])
+    for key, err in kernel_err.items():
+        assert err <= 2 * torch_err[key], (key, err, torch_err[key])
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+def test_half_precision_chunked_on_cpu(dtype):
+    # The half-precision path of the shared driver (half logits and dlogits, fp32 grad_weight) runs on CPU too.
+    check_half_precision("chunked", dtype, "cpu", Case(256, 64, 4001, beta=0.05, temperature=0.9))
+
+
 @pytest.mark.gpu
 @gpu
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("impl", FUSED)
 def test_half_precision_error_within_twice_torch(impl, dtype):
-    # Kernel error vs the fp32 reference is at most 2× the error of the plain-torch reference run in half precision.
-    case = Case(1024, 256, 32003, beta=0.05, temperature=0.9)
-    expected = run("reference", make_inputs(case, device="cuda"))
-    half_inputs = make_inputs(case, dtype=dtype, device="cuda")
-    kernel_err = _max_errors(run(impl, half_inputs), expected)
-    torch_err = _max_errors(run("reference", half_inputs), expected)
-    for key, err in kernel_err.items():
-        assert err <= 2 * torch_err[key] + 1e-6, (key, err, torch_err[key])
+    check_half_precision(impl, dtype, "cuda", Case(1024, 256, 32003, beta=0.05, temperature=0.9))
 
 
 @pytest.mark.gpu
