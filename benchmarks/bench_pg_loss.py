@@ -25,6 +25,7 @@ import gc
 import importlib.util
 import json
 import math
+import os
 import platform
 import statistics
 import subprocess
@@ -186,8 +187,16 @@ def table_row(r: dict, ref: dict | None) -> str:
     return f"{shape} {r['ms']:.1f} | {tflops:.2f} | {r['extra_bytes'] / 2**20:.0f} | {ratios} |"
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def header(device: str) -> str:
-    name = torch.cuda.get_device_name() if device == "cuda" else (platform.processor() or platform.machine())
+    name = torch.cuda.get_device_name() if device == "cuda" else f"{_cpu_name()} ({os.cpu_count()} cores)"
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     return f"{stamp} · {name} · torch {torch.__version__} · {torch.get_num_threads()} CPU threads"
 
