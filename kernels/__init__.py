@@ -47,7 +47,9 @@ def _resolve_impl(impl: str, hidden: Tensor) -> str:
         if not HAS_TRITON:
             raise RuntimeError("impl='triton' needs the triton package, which is not importable here")
         if not triton_available_for(hidden.device):
-            raise RuntimeError("impl='triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before import)")
+            raise RuntimeError(
+                "impl='triton' needs CUDA tensors, or TRITON_INTERPRET=1 set before triton is first imported"
+            )
         if hidden.dtype == torch.float64:
             raise TypeError("impl='triton' supports float32, bfloat16 and float16 inputs, not float64")
     return impl

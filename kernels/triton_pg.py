@@ -21,14 +21,17 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+from triton.runtime.interpreter import InterpretedFunction
 
 from maro_kernels.chunked import PGParams
 from maro_kernels.chunked import TokenInputs
 from maro_kernels.chunked import TokenOutputs
 
+# Interpreted only when triton itself was first imported under TRITON_INTERPRET=1: its standard library (tl.sum,
+# tl.zeros_like, ...) is jit-decorated at import, and a compiled one cannot run inside an interpreted kernel.
+INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1" and isinstance(tl.zeros_like, InterpretedFunction)
 # The interpreter runs every tile as numpy arrays: wide tiles amortize its per-op overhead. On a GPU, one row per
 # program and 4096-wide tiles (8 KiB of bf16) keep each program's registers small and the grid large.
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 BLOCK_M, BLOCK_V, NUM_WARPS = (16, 1024, 1) if INTERPRET else (1, 4096, 8)
 
 
@@ -177,5 +180,5 @@ def triton_rows(
 
 
 def triton_available_for(device: torch.device) -> bool:
-    """True where this module can launch: CUDA tensors, or any tensors under TRITON_INTERPRET=1."""
+    """True where this module can launch: CUDA tensors, or any tensors when running interpreted."""
     return device.type == "cuda" or INTERPRET
