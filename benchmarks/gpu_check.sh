@@ -16,7 +16,7 @@ ln -s "$PWD/kernels" "$shim/maro_kernels"
 export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-"$PYTHON" -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__, "cuda", torch.cuda.is_available())'
+"$PYTHON" -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)'
 
 # -m gpu overrides pyproject's default `-m "not gpu and not slow"`; confcutdir keeps other packages' conftests out.
 if "$PYTHON" -c 'import pytest' 2>/dev/null; then
