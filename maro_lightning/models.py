@@ -1,10 +1,30 @@
-"""Models: the behaviour-utility head (DESIGN §5, M3). Loading the policy LM comes with the training issue."""
+"""Models: the policy (a Hugging Face causal LM, or the tiny local one built offline with its tokenizer)
+and the behaviour-utility head (DESIGN §5, M3)."""
 
 from __future__ import annotations
 
+import importlib.util
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
+from tokenizers import Regex
+from tokenizers import Tokenizer
+from tokenizers import decoders
+from tokenizers import models as tk_models
+from tokenizers import pre_tokenizers
 from torch import Tensor
 from torch import nn
+from transformers import AutoModelForCausalLM
+from transformers import AutoTokenizer
+from transformers import PreTrainedModel
+from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerFast
+from transformers import Qwen2Config
+
+from maro_lightning import envs
 
 
 class UtilityHead(nn.Module):
@@ -84,3 +104,149 @@ class UtilityHead(nn.Module):
         weights = torch.ones_like(targets) if weights is None else weights.to(values.dtype)
         errors = (values - targets) ** 2 + (q_values - targets) ** 2  # [M]
         return (weights * errors).sum() / (2.0 * weights.sum()).clamp_min(torch.finfo(values.dtype).tiny)
+
+
+# ---------------------------------------------------------------------------------------------- the policy
+SPECIAL_TOKENS = {"pad_token": "<pad>", "unk_token": "<unk>", "bos_token": "<bos>", "eos_token": "<eos>"}
+USER, ASSISTANT = "<|user|>", "<|assistant|>"
+# The tiny model's chat template: one user turn (the observation) and the assistant's reply.
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'user' %}<|user|> {{ m['content'] }} {% else %}"
+    "<|assistant|> {{ m['content'] }}<eos>{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+# Words split from numbers and from each punctuation mark: "[Offer: $92]" -> "[", "Offer", ":", "$", "92", "]".
+_WORD_PIECES = r"\d+|[A-Za-z_]+|[^\sA-Za-z\d_]"
+MAX_INT_TOKEN = 1000  # every integer 0..1000 is one token (DESIGN §8: what makes the tiny model learn prices)
+
+
+def build_tokenizer(corpus: Iterable[str], kind: Literal["word", "byte"] = "word") -> PreTrainedTokenizerFast:
+    """A tokenizer built offline, with the tiny chat template.
+
+    ``word``: word level, vocabulary = special tokens, the integers 0..1000, and every word of ``corpus``
+    (the games' compact observations and scripted actions); unknown words map to ``<unk>``. ``byte``: the
+    256 byte values, no training needed (learns less well on CPU, DESIGN §8).
+    """
+    specials = [*SPECIAL_TOKENS.values(), USER, ASSISTANT]
+    if kind == "byte":
+        alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())  # the 256 bytes as printable characters
+        core = Tokenizer(tk_models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))  # no merges: bytes
+        core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        core.decoder = decoders.ByteLevel()
+    elif kind == "word":
+        vocab = {token: i for i, token in enumerate(specials)}
+        for word in [str(n) for n in range(MAX_INT_TOKEN + 1)] + _words(corpus):
+            vocab.setdefault(word, len(vocab))
+        core = Tokenizer(tk_models.WordLevel(vocab=vocab, unk_token=SPECIAL_TOKENS["unk_token"]))
+        core.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(_WORD_PIECES), behavior="isolated")]
+        )
+        core.decoder = decoders.WordPiece(prefix="##", cleanup=False)  # joins pieces with spaces
+    else:
+        raise ValueError(f"tokenizer kind must be 'word' or 'byte', got {kind!r}")
+    core.add_special_tokens(specials)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS, padding_side="left")
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    return tokenizer
+
+
+def _words(corpus: Iterable[str]) -> list[str]:
+    pattern = re.compile(_WORD_PIECES)
+    seen: dict[str, None] = {}
+    for text in corpus:
+        seen.update(dict.fromkeys(pattern.findall(text)))
+    return sorted(seen)
+
+
+def game_corpus(games: Iterable[str], episodes: int = 200) -> list[str]:
+    """Compact observations and scripted-agent messages of ``episodes`` seeded games per game: the word list
+    of the tiny tokenizer (every scripted agent plays, so every action word appears)."""
+    texts = []
+    for game in games:
+        env = envs.make(game, obs_format="compact")
+        names = envs.agent_names(game)
+        for seed in range(episodes):
+            env.reset(seed)
+            agents = {p: envs.agent(names[(seed + p) % len(names)], game=game) for p in env.roles}
+            envs.play_episode(env, agents, seed, before_step=lambda p, env=env: texts.append(env.observation(p)))
+            texts.extend(turn.raw for turn in env.turns)
+    return texts
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """The tiny local policy (DESIGN §8): a Qwen2-style decoder small enough to learn on CPU in minutes."""
+
+    hidden_size: int = 128
+    """Model width."""
+    num_layers: int = 2
+    """Decoder layers."""
+    num_heads: int = 4
+    """Attention heads (key/value heads = half of them, grouped-query attention)."""
+    intermediate_size: int = 256
+    """MLP width."""
+    max_positions: int = 1024
+    """Longest prompt + response the model accepts."""
+    tokenizer: Literal["word", "byte"] = "word"
+    """``word``: word level, trained in memory on the games' compact observations, every integer 0..1000 a
+    token (V ≈ 1k); ``byte``: 256 bytes (longer sequences, learns less well)."""
+    corpus_games: tuple[str, ...] = ("bazaar", "deal", "mafia")
+    """Games whose compact observations and scripted messages give the word vocabulary."""
+
+
+def build_tiny_model(
+    config: TinyModelConfig, attn_implementation: str = "eager"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
+    """A randomly initialised tiny Qwen2 policy with tied embeddings and its tokenizer, built offline.
+
+    Eager attention by default: on CPU, SDPA was 5–20× slower at batch 256 for this size (DESIGN §8).
+    """
+    corpus = game_corpus(config.corpus_games) if config.tokenizer == "word" else []
+    tokenizer = build_tokenizer(corpus, kind=config.tokenizer)
+    model_config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.num_layers,
+        num_attention_heads=config.num_heads,
+        num_key_value_heads=max(1, config.num_heads // 2),
+        max_position_embeddings=config.max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = AutoModelForCausalLM.from_config(model_config, attn_implementation=attn_implementation)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def default_attn_implementation(device: torch.device | str | None = None) -> str:
+    """flash_attention_2 on CUDA when flash-attn imports, else SDPA."""
+    on_cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+    return "flash_attention_2" if on_cuda and importlib.util.find_spec("flash_attn") else "sdpa"
+
+
+def load_policy(
+    name_or_path: str,
+    dtype: str | torch.dtype = "auto",
+    attn_implementation: str | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM and its tokenizer from a Hugging Face id or a local folder (a saved tiny model too)."""
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token  # decoder-only models often ship no pad token
+    tokenizer.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(
+        name_or_path, dtype=dtype, attn_implementation=attn_implementation or default_attn_implementation()
+    )
+    return model, tokenizer
+
+
+def trunk_and_head(model: PreTrainedModel) -> tuple[torch.nn.Module, torch.nn.Parameter, torch.nn.Parameter | None]:
+    """The decoder that gives final hidden states (after the last norm, no logits) and the LM head's weight
+    ``[V, H]`` and bias ``[V]`` (or None), as the fused loss needs them. With tied embeddings the head weight
+    *is* the input embedding, one Parameter."""
+    head = model.get_output_embeddings()
+    if head is None or not hasattr(head, "weight"):
+        raise ValueError(f"{type(model).__name__} has no linear output head to fuse into the loss")
+    return model.get_decoder(), head.weight, getattr(head, "bias", None)

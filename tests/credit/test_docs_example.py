@@ -11,13 +11,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _example() -> str:
-    """The python block that defines InvalidPenalty, from README.md once merged, else from docs/."""
-    for path in (ROOT / "README.md", ROOT / "docs" / "maro_as_implemented.md"):
-        text = path.read_text() if path.exists() else ""
-        if "## MARO as implemented" in text:
-            blocks = re.findall(r"```python\n(.*?)```", text.split("## MARO as implemented", 1)[1], re.S)
-            return next(block for block in blocks if "class InvalidPenalty" in block)
-    pytest.fail("no 'MARO as implemented' section in README.md or docs/maro_as_implemented.md")
+    """The python block that defines InvalidPenalty in the README's "MARO as implemented" section."""
+    text = (ROOT / "README.md").read_text()
+    if "## MARO as implemented" not in text:
+        pytest.fail("README.md has no 'MARO as implemented' section")
+    blocks = re.findall(r"```python\n(.*?)```", text.split("## MARO as implemented", 1)[1], re.S)
+    return next(block for block in blocks if "class InvalidPenalty" in block)
 
 
 def test_readme_subclass_example_penalises_invalid_attempts(make_episode):

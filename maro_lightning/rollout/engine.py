@@ -1,0 +1,175 @@
+"""The rollout engine (DESIGN §4.3): many games at once, one batched generation per sweep.
+
+Every sweep gathers the players who must act in every unfinished game. Scripted seats answer at once;
+the prompts of all policy seats (and, separately, of all frozen-copy seats) across all games go to the
+generation backend as one batch. A game's seats are drawn per game: one player is the learner
+(the policy), the others come from the game's opponent mix.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from maro_lightning import envs
+from maro_lightning.rollout.generation import GenerationBackend
+from maro_lightning.rollout.generation import SamplingConfig
+from maro_lightning.rollout.generation import truncate_prompt
+
+POLICY, FROZEN = "policy", "frozen"
+MODEL_SEATS = (POLICY, FROZEN)
+
+
+@dataclass(frozen=True)
+class GameSpec:
+    """One game of the rollout mix.
+
+    Args:
+        name: a registered game (``envs.names()``).
+        weight: relative frequency of this game in the mix.
+        options: the game's constructor options (e.g. ``{"obs_format": "compact"}``).
+        opponents: seat -> probability for every non-learner player: ``"policy"`` (self-play, trained on
+            too), ``"frozen"`` (a periodically refreshed snapshot of the policy) or a scripted agent name.
+        learner_players: the players the learner may take (None = any, drawn uniformly per game).
+    """
+
+    name: str
+    weight: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+    opponents: dict[str, float] = field(default_factory=lambda: {FROZEN: 1.0})
+    learner_players: list[int] | None = None
+
+    def __post_init__(self) -> None:
+        envs.make(self.name, **self.options)  # fails now, naming the valid games and options
+        scripted = set(self.opponents) - set(MODEL_SEATS)
+        unknown = scripted - set(envs.agent_names(self.name))
+        if unknown:
+            raise ValueError(
+                f"{self.name}: unknown opponents {sorted(unknown)}; use policy, frozen or one of "
+                f"{', '.join(envs.agent_names(self.name))}"
+            )
+        if self.weight <= 0 or not self.opponents or min(self.opponents.values()) < 0:
+            raise ValueError(f"{self.name}: weight must be > 0 and opponents a non-empty mix of weights >= 0")
+
+
+@dataclass
+class PlayedGame:
+    """A finished game and what the models saw and wrote, keyed by turn index (model-played turns only)."""
+
+    env: envs.SocialEnv
+    seats: dict[int, str]
+    prompts: dict[int, str] = field(default_factory=dict)
+    prompt_ids: dict[int, list[int]] = field(default_factory=dict)
+    response_ids: dict[int, list[int]] = field(default_factory=dict)
+    agents: dict[int, envs.ScriptedAgent] = field(default_factory=dict, repr=False)  # the scripted seats
+
+    @property
+    def policy_players(self) -> set[int]:
+        return {p for p, seat in self.seats.items() if seat == POLICY}
+
+
+@dataclass
+class RolloutStats:
+    """Throughput of one ``play`` call."""
+
+    games: int = 0
+    generated_tokens: int = 0
+    generate_seconds: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.generated_tokens / self.generate_seconds if self.generate_seconds else 0.0
+
+
+class RolloutEngine:
+    """Plays a mix of games with policy, frozen-copy and scripted seats.
+
+    Args:
+        games: the game mix.
+        tokenizer: encodes prompts (with its chat template when it has one) and decodes completions.
+        sampling: generation settings.
+    """
+
+    def __init__(self, games: list[GameSpec], tokenizer: PreTrainedTokenizerBase, sampling: SamplingConfig) -> None:
+        if not games:
+            raise ValueError("the rollout needs at least one game")
+        self.games, self.tokenizer, self.sampling = games, tokenizer, sampling
+        self.stats = RolloutStats()
+
+    def play(
+        self,
+        num_games: int,
+        seed: int,
+        policy: GenerationBackend,
+        frozen: GenerationBackend | None = None,
+    ) -> list[PlayedGame]:
+        """Play ``num_games`` games to the end; the games, seats and scripted agents derive from ``seed``
+        (sampling draws from torch's RNG). Frozen seats use ``frozen``, or ``policy`` when it is None."""
+        start = time.perf_counter()
+        rng = random.Random(seed)
+        games = [self._new_game(rng) for _ in range(num_games)]
+        self.stats = RolloutStats(games=num_games)
+        backends = {POLICY: policy, FROZEN: frozen if frozen is not None else policy}
+        while any(not g.env.done for g in games):
+            requests = self._sweep(games)
+            for seat, batch in requests.items():
+                self._answer(batch, backends[seat])
+        self.stats.seconds = time.perf_counter() - start
+        return games
+
+    def _new_game(self, rng: random.Random) -> PlayedGame:
+        spec = rng.choices(self.games, weights=[g.weight for g in self.games])[0]
+        env = envs.make(spec.name, **spec.options)
+        env.reset(rng.randrange(2**31))
+        players = sorted(env.roles)
+        learner = rng.choice(spec.learner_players or players)
+        names, weights = list(spec.opponents), list(spec.opponents.values())
+        seats = {p: POLICY if p == learner else rng.choices(names, weights=weights)[0] for p in players}
+        agents = {p: envs.agent(s, game=spec.name) for p, s in seats.items() if s not in MODEL_SEATS}
+        for agent in agents.values():
+            agent.reset(rng.randrange(2**31))
+        return PlayedGame(env, seats, agents=agents)
+
+    def _sweep(self, games: list[PlayedGame]) -> dict[str, list[tuple[PlayedGame, int]]]:
+        """Scripted seats act now; returns the model seats due, grouped by backend."""
+        requests: dict[str, list[tuple[PlayedGame, int]]] = {POLICY: [], FROZEN: []}
+        for game in games:
+            for player in game.env.to_act():
+                if player not in game.env.to_act():
+                    continue  # an earlier scripted vote in this sweep closed the phase
+                seat = game.seats[player]
+                if seat in MODEL_SEATS:
+                    requests[seat].append((game, player))
+                else:
+                    game.env.step(player, game.agents[player].act(game.env.view(player)))
+        return {seat: batch for seat, batch in requests.items() if batch}
+
+    def _answer(self, batch: list[tuple[PlayedGame, int]], backend: GenerationBackend) -> None:
+        prompts = [game.env.observation(player) for game, player in batch]
+        prompt_ids = [truncate_prompt(encode_prompt(self.tokenizer, text), self.sampling) for text in prompts]
+        tick = time.perf_counter()
+        completions = backend.generate(prompt_ids, self.sampling)
+        self.stats.generate_seconds += time.perf_counter() - tick
+        self.stats.generated_tokens += sum(len(c) for c in completions)
+        for (game, player), text, ids, completion in zip(batch, prompts, prompt_ids, completions, strict=True):
+            if game.env.done or player not in game.env.to_act():
+                continue  # the phase closed while this answer was being generated
+            turn = len(game.env.turns)
+            game.prompts[turn], game.prompt_ids[turn], game.response_ids[turn] = text, ids, completion
+            game.env.step(player, self.tokenizer.decode(completion, skip_special_tokens=True))
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """Token ids of an observation as a one-message chat, ready for the assistant's reply."""
+    if tokenizer.chat_template:
+        messages = [{"role": "user", "content": text}]
+        return list(
+            tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+        )
+    return tokenizer(text)["input_ids"]
