@@ -4,15 +4,15 @@ import math
 import random
 
 import pytest
+from players import Thinker
 
 from maro_lightning import envs
 from maro_lightning.envs import EnvMisuseError
-from maro_lightning.envs import ScriptedAgent
 
 GAMES = envs.names()
 
 
-def _random_agents(env: envs.SocialEnv) -> dict[int, ScriptedAgent]:
+def _random_agents(env: envs.SocialEnv) -> dict[int, envs.ScriptedAgent]:
     return {player: envs.agent("random", game=env.name) for player in env.roles}
 
 
@@ -20,20 +20,6 @@ def _players(game: str) -> list[int]:
     env = envs.make(game)
     env.reset(0)
     return sorted(env.roles)
-
-
-class Thinker(ScriptedAgent):
-    """Wraps an agent and prefixes every message with private reasoning that names its author."""
-
-    def __init__(self, inner: ScriptedAgent, player: int) -> None:
-        super().__init__()
-        self.inner, self.player = inner, player
-
-    def reset(self, seed: int) -> None:
-        self.inner.reset(seed)
-
-    def act(self, view):
-        return f"<think>SECRET-{self.player} my plan</think>{self.inner.act(view)}"
 
 
 def _transcript(env: envs.SocialEnv) -> list[tuple]:

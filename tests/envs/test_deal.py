@@ -5,9 +5,9 @@ import random
 import statistics
 
 import pytest
+from players import Thinker
 
 from maro_lightning import envs
-from maro_lightning.envs import ScriptedAgent
 from maro_lightning.envs import deal
 
 # A hand-made scenario: 2 books, 1 hat, 3 balls. Player 0 values them 2, 3, 1 (4 + 3 + 3 = 10),
@@ -406,20 +406,6 @@ def test_talk_is_cut_and_never_raw():
     assert "worth 2" not in env.observation(1)
 
 
-class Thinker(ScriptedAgent):
-    """Wraps an agent and prefixes every message with a private marker that names its author."""
-
-    def __init__(self, inner: ScriptedAgent, player: int) -> None:
-        super().__init__()
-        self.inner, self.player = inner, player
-
-    def reset(self, seed: int) -> None:
-        self.inner.reset(seed)
-
-    def act(self, view):
-        return f"<think>SECRET-xyz-{self.player}</think>{self.inner.act(view)}"
-
-
 def _with_values(env, owner, values, viewer):
     """``viewer``'s observation and view had ``owner``'s values been ``values``."""
     saved = env.values[owner]
@@ -447,7 +433,7 @@ def test_hidden_information_over_many_random_games(fmt):
     def check(_player):
         for p in (0, 1):
             obs, view = env.observation(p), env.view(p)
-            assert f"SECRET-xyz-{1 - p}" not in obs and "SECRET" not in str(view)
+            assert f"SECRET-{1 - p}" not in obs and "SECRET" not in str(view)
             assert _rendered_values(fmt, env.values[p]) in obs  # the rendering checked below is the real one
             if env.values[1 - p] != env.values[p]:
                 assert _rendered_values(fmt, env.values[1 - p]) not in obs
