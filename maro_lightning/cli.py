@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +26,9 @@ def main(args: Sequence[str] | None = None) -> int:
         return ns.run(ns)
     except (ValueError, TypeError) as err:  # bad names and options: one clear line, no traceback
         parser.exit(2, f"maro {ns.command}: error: {err}\n")
+    except BrokenPipeError:  # `maro play ... | head`: the reader left; stop quietly (Python docs, SIGPIPE note)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,21 +77,23 @@ def _play_one(env: envs.SocialEnv, agents: dict[int, envs.ScriptedAgent], seed: 
         prompts[player] = env.observation(player)
 
     def show(turn: envs.Turn) -> None:
-        _print_turn(turn, prompts.get(turn.player))
+        _print_turn(turn, prompts.get(turn.player), show_role=show_private or not env.hidden_roles)
 
     outcome = envs.play_episode(env, agents, seed, on_turn=show, before_step=capture if show_private else None)
     _print_outcome(outcome)
 
 
-def _print_turn(turn: envs.Turn, prompt: str | None) -> None:
+def _print_turn(turn: envs.Turn, prompt: str | None, *, show_role: bool) -> None:
+    """One line per turn; hidden roles stay hidden until the outcome unless private views are asked for."""
     if prompt is not None:
         print(f"--- prompt of player {turn.player} ---\n{prompt}\n--- raw: {turn.raw!r}")
     flag = "" if turn.valid else f"  (invalid: {turn.info.get('invalid_reason')})"
-    print(f"[{turn.index:3d}] {turn.phase:9s} player {turn.player} ({turn.role}): {turn.public or '-'}{flag}")
+    who = f"player {turn.player} ({turn.role})" if show_role else f"player {turn.player}"
+    print(f"[{turn.index:3d}] {turn.phase:9s} {who}: {turn.public or '-'}{flag}")
 
 
 def _print_outcome(outcome: envs.Outcome) -> None:
-    print("--- outcome")
+    print("--- outcome (roles revealed)")
     for player, role in outcome.roles.items():
         won = "success" if outcome.success[player] else "no success"
         print(f"  player {player} ({role}): reward {outcome.rewards[player]:+.3f}, {won}")

@@ -13,6 +13,13 @@ def test_play_prints_the_transcript_and_outcome(capsys):
     assert "--- outcome" in out and "player 1 (buyer): reward" in out and "metrics: " in out
 
 
+def test_mafia_roles_stay_hidden_until_the_outcome(capsys):
+    main(["play", "--game", "mafia", "--seats", "scripted", "--seed", "7"])
+    transcript, outcome = capsys.readouterr().out.split("--- outcome")
+    assert "(mafia)" not in transcript and "(villager)" not in transcript
+    assert outcome.count("(mafia): reward") == 2
+
+
 def test_show_private_prints_prompts_and_raw_text(capsys):
     main(["play", "--game", "bazaar", "--seats", "linear", "--show-private", "--option", "obs_format=compact"])
     out = capsys.readouterr().out

@@ -89,6 +89,7 @@ class SocialEnv(ABC):
 
     name: ClassVar[str]
     tags: ClassVar[tuple[str, ...]]  # the action tag names this game reads
+    hidden_roles: ClassVar[bool] = False  # True when players do not know each other's roles (Mafia)
 
     def __init__(
         self,

@@ -109,6 +109,7 @@ class Mafia(SocialEnv):
 
     name = "mafia"
     tags = ("vote", "protect", "investigate")
+    hidden_roles = True
 
     def __init__(
         self,
