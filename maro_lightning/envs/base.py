@@ -153,9 +153,10 @@ class SocialEnv(ABC):
             action, talk = self._read(player, public)
         except InvalidAction as err:
             self._handle_invalid(player, text, phase, str(err))
-            return
-        self._retries.pop(player, None)
-        self._commit(player, text, phase, action, talk, valid=True)
+        else:
+            self._retries.pop(player, None)
+            self._commit(player, text, phase, action, talk, valid=True)
+        self._after_step()
 
     def outcome(self) -> Outcome:
         """Rewards, success, roles and metrics. Valid only when the game is done."""
@@ -214,6 +215,11 @@ class SocialEnv(ABC):
 
     @abstractmethod
     def _render_compact(self, view: dict[str, Any]) -> str: ...
+
+    def _after_step(self) -> None:
+        """Called after every step, once the turn is logged: a game whose phase resolves on a step can add what
+        became known (a kill, a save) to the turns of that phase here. Nothing by default."""
+        return None
 
     # ------------------------------------------------------------------------------------------ internals
     def _read(self, player: int, public: str) -> tuple[Action, str]:

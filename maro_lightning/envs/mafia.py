@@ -239,16 +239,14 @@ class Mafia(SocialEnv):
         return "" if action.kind == "talk" else f"[{action.kind.capitalize()}: Player {action.value}]"
 
     # ----------------------------------------------------------------------------------------- actions
-    def step(self, player: int, text: str) -> None:
-        """Apply ``player``'s raw text (see :meth:`SocialEnv.step`), then annotate a phase that just resolved."""
-        super().step(player, text)
+    def _after_step(self) -> None:
         if self._notes:
             self._annotate()
 
     def _annotate(self) -> None:
         """Add what became known when the phase resolved (kill, save, elimination) to its committed turns.
 
-        The base logs a turn after :meth:`_apply` returns, so the resolving turn can be annotated only here.
+        The base logs a turn after :meth:`_apply` returns, so the resolving turn is annotated in ``_after_step``.
         """
         phase = self.turns[-1].phase
         for turn in reversed(self.turns):
