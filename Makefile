@@ -33,6 +33,7 @@ format: $(BIN)/maro
 
 bench: $(BIN)/maro
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_envs.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_rollout.py
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_pg_loss.py
 
 clean:
