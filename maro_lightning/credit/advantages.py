@@ -20,6 +20,7 @@ from torch import Tensor
 
 from maro_lightning.credit.config import CreditConfig
 from maro_lightning.credit.episode import CreditBatch
+from maro_lightning.registry import Registry
 
 AdvantageFn = Callable[[CreditBatch, Tensor, CreditConfig], Tensor]
 F = TypeVar("F", bound=AdvantageFn)
@@ -33,31 +34,22 @@ class AdvantageMode:
     normalize_per_role: bool
 
 
-_MODES: dict[str, AdvantageMode] = {}
+MODES: Registry[AdvantageMode] = Registry("advantage mode")
 
 
 def register_advantage(name: str, *, normalize_per_role: bool = True) -> Callable[[F], F]:
     """Decorator: make ``fn(batch, rewards, config) -> [N] advantages`` selectable as ``CreditConfig(mode=name)``."""
-
-    def add(fn: F) -> F:
-        if name in _MODES:
-            raise ValueError(f"advantage mode {name!r} is already registered")
-        _MODES[name] = AdvantageMode(fn, normalize_per_role)
-        return fn
-
-    return add
+    return MODES.decorator(name, lambda fn: AdvantageMode(fn, normalize_per_role))
 
 
 def advantage_modes() -> list[str]:
     """Names of the registered advantage modes."""
-    return sorted(_MODES)
+    return MODES.names()
 
 
 def advantage_mode(name: str) -> AdvantageMode:
     """The mode registered as ``name``; a clear error listing the names otherwise."""
-    if name not in _MODES:
-        raise ValueError(f"unknown advantage mode {name!r}; registered: {', '.join(advantage_modes())}")
-    return _MODES[name]
+    return MODES.get(name)
 
 
 # ------------------------------------------------------------------------------------ M1: the decomposition

@@ -28,36 +28,29 @@ from typing import TypeVar
 import torch
 from torch import Tensor
 
+from maro_lightning.registry import Registry
+
 Cell = tuple[str, ...]
 CellFn = Callable[[str, str, bool], Cell]
 Fine = tuple[str, str, bool]  # (game, role, success): the granularity the window stores
 F = TypeVar("F", bound=CellFn)
 
-_WEIGHTINGS: dict[str, CellFn] = {}
+WEIGHTINGS: Registry[CellFn] = Registry("weighting mode")
 
 
 def register_weighting(name: str) -> Callable[[F], F]:
     """Decorator: make ``cell(game, role, success) -> tuple[str, ...]`` selectable as ``weighting=name``."""
-
-    def add(fn: F) -> F:
-        if name in _WEIGHTINGS:
-            raise ValueError(f"weighting mode {name!r} is already registered")
-        _WEIGHTINGS[name] = fn
-        return fn
-
-    return add
+    return WEIGHTINGS.decorator(name)
 
 
 def weighting_modes() -> list[str]:
     """Names of the registered weighting modes."""
-    return sorted(_WEIGHTINGS)
+    return WEIGHTINGS.names()
 
 
 def weighting(name: str) -> CellFn:
     """The cell function registered as ``name``; a clear error listing the names otherwise."""
-    if name not in _WEIGHTINGS:
-        raise ValueError(f"unknown weighting mode {name!r}; registered: {', '.join(weighting_modes())}")
-    return _WEIGHTINGS[name]
+    return WEIGHTINGS.get(name)
 
 
 @register_weighting("none")

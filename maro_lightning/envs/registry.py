@@ -9,63 +9,52 @@ from typing import TypeVar
 
 from maro_lightning.envs.agents import ScriptedAgent
 from maro_lightning.envs.base import SocialEnv
+from maro_lightning.registry import Registry
 
-_GAMES: dict[str, type[SocialEnv]] = {}
-_AGENTS: dict[str, dict[str, Callable[..., ScriptedAgent]]] = {}
+GAMES: Registry[type[SocialEnv]] = Registry("game")
+_AGENTS: dict[str, Registry[Callable[..., ScriptedAgent]]] = {}  # game -> its scripted agents
 E = TypeVar("E", bound=type[SocialEnv])
 A = TypeVar("A", bound=Callable[..., ScriptedAgent])
 
 
 def register_game(cls: E) -> E:
     """Class decorator: make ``cls`` available as ``make(cls.name)``."""
-    if cls.name in _GAMES:
-        raise ValueError(f"game {cls.name!r} is already registered")
-    _GAMES[cls.name] = cls
+    GAMES.add(cls.name, cls)
     return cls
 
 
 def register_agent(game: str, name: str) -> Callable[[A], A]:
     """Decorator: make a scripted-agent factory available as ``agent(name, game=game)``."""
-
-    def add(factory: A) -> A:
-        table = _AGENTS.setdefault(game, {})
-        if name in table:
-            raise ValueError(f"agent {name!r} is already registered for {game!r}")
-        table[name] = factory
-        return factory
-
-    return add
+    return _agents(game).decorator(name)
 
 
 def names() -> list[str]:
     """Names of the registered games."""
-    return sorted(_GAMES)
+    return GAMES.names()
 
 
 def make(name: str, **options: Any) -> SocialEnv:
     """A new env of game ``name``; ``options`` are the game's constructor options (see its docstring)."""
-    cls = _lookup(_GAMES, name, "game")
+    cls = GAMES.get(name)
     _check_options(cls, name, options)
     return cls(**options)
 
 
 def agent_names(game: str) -> list[str]:
     """Names of the scripted agents of ``game``."""
-    _lookup(_GAMES, game, "game")
-    return sorted(_AGENTS.get(game, {}))
+    GAMES.get(game)
+    return _agents(game).names()
 
 
 def agent(name: str, *, game: str, **options: Any) -> ScriptedAgent:
     """A new scripted agent ``name`` for ``game``."""
-    factory = _lookup(_AGENTS.get(game, {}), name, f"{game} agent")
+    factory = _agents(game).get(name)
     _check_options(factory, name, options)
     return factory(**options)
 
 
-def _lookup(table: dict[str, Any], name: str, what: str) -> Any:
-    if name not in table:
-        raise ValueError(f"unknown {what} {name!r}; choose one of: {', '.join(sorted(table)) or '(none)'}")
-    return table[name]
+def _agents(game: str) -> Registry[Callable[..., ScriptedAgent]]:
+    return _AGENTS.setdefault(game, Registry(f"{game} agent"))
 
 
 def _check_options(target: Callable[..., Any], name: str, options: dict[str, Any]) -> None:

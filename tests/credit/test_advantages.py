@@ -187,4 +187,4 @@ def test_registered_mode_is_selectable(mafia_round):
     try:
         assert _advantages(*mafia_round, mode="test_utility_only") == UTILITY
     finally:
-        advantages._MODES.pop("test_utility_only")  # leave the registry as the other tests expect it
+        advantages.MODES.remove("test_utility_only")  # leave the registry as the other tests expect it
