@@ -3,8 +3,10 @@
 import pytest
 import torch
 
+from maro_lightning.credit import CreditAssigner
 from maro_lightning.credit import Episode
 from maro_lightning.models import TinyModelConfig
+from maro_lightning.models import UtilityHead
 from maro_lightning.models import build_tiny_model
 from maro_lightning.models import trunk_and_head
 from maro_lightning.rollout import GameSpec
@@ -13,6 +15,7 @@ from maro_lightning.rollout import RolloutEngine
 from maro_lightning.rollout import SamplingConfig
 from maro_lightning.rollout import left_pad
 from maro_lightning.rollout import truncate_prompt
+from maro_lightning.scoring import score_round
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +74,23 @@ def test_bad_specs_fail_early():
         GameSpec("chess")
     with pytest.raises(ValueError, match="sampling"):
         SamplingConfig(top_p=0)
+
+
+def test_scoring_gives_samples_with_exact_old_logprobs(tiny):
+    model, tokenizer = tiny
+    spec = GameSpec("bazaar", options={"obs_format": "compact"}, opponents={"policy": 0.5, "linear": 0.5})
+    games = RolloutEngine([spec], tokenizer, SamplingConfig(max_new_tokens=5)).play(
+        4, seed=2, policy=HFGenerate(model, tokenizer)
+    )
+    head = UtilityHead(model.config.hidden_size, width=16)
+    samples = score_round(model, head, games, CreditAssigner(), batch_size=3, pad_id=tokenizer.pad_token_id)
+    assert len(samples) == sum(len(g.prompt_ids) for g in games)  # policy seats only, here every model seat
+    for sample in samples[:6]:
+        ids = torch.cat([sample.prompt_ids, sample.response_ids])[None]
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)  # [L, V]
+        start = len(sample.prompt_ids) - 1
+        expected = logp[start : start + len(sample.response_ids)].gather(1, sample.response_ids[:, None])[:, 0]
+        torch.testing.assert_close(sample.old_logprobs, expected, rtol=1e-4, atol=1e-5)
+        assert sample.value == 0.0 and sample.q_value == 0.0  # the head's output layer starts at zero
+    assert all(torch.isfinite(torch.tensor([s.advantage, s.weight])).all() for s in samples)
