@@ -184,6 +184,8 @@ class BehaviorSample:
         prompt_ids: [P] int64, the prompt's token ids.
         response_ids: [R] int64, the response's token ids.
         old_logprobs: [R] float32, log-probs of the response tokens under the rollout policy.
+        ref_logprobs: [R] float32, log-probs of the response tokens under the frozen reference (None when the KL
+            term is off).
     """
 
     episode_id: str
@@ -209,6 +211,7 @@ class BehaviorSample:
     prompt_ids: Tensor | None = None
     response_ids: Tensor | None = None
     old_logprobs: Tensor | None = None
+    ref_logprobs: Tensor | None = None
 
 
 @dataclass(frozen=True)
