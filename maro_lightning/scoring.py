@@ -3,10 +3,16 @@
 One no-grad forward of the policy trunk over every policy behaviour's prompt + response gives the old
 log-probs of the response tokens (through ``maro_kernels.selective_logprobs``: no ``[tokens × vocab]``
 tensor) and the hidden states the utility head reads for V (last prompt token) and Q (last response
-token). The credit assigner then turns episodes, V and Q into :class:`BehaviorSample` rows.
+token); with a frozen reference, a second forward gives the reference log-probs of the KL term. The
+credit assigner then turns episodes, V and Q into :class:`BehaviorSample` rows, over the whole round of
+every rank when training is distributed (so that its baselines and role counts agree on every rank).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,49 +27,99 @@ from maro_lightning.models import UtilityHead
 from maro_lightning.models import trunk_and_head
 from maro_lightning.rollout import PlayedGame
 
+Pair = tuple[list[int], list[int]]  # (prompt ids, response ids) of one behaviour
+
+
+@dataclass
+class ScoredRound:
+    """A played round after the scoring forward, in ``credit.flatten`` order over its N behaviours.
+
+    Attributes:
+        episodes: the finished games, reduced to the policy players' behaviours.
+        values: [N] float32, V_t.
+        q_values: [N] float32, Q_t.
+        pairs: N (prompt ids, response ids).
+        old_logprobs: N tensors [R_n] float32, the response tokens' log-probs under the rollout policy.
+        ref_logprobs: the same under the frozen reference, or None without one.
+    """
+
+    episodes: list[Episode]
+    values: Tensor
+    q_values: Tensor
+    pairs: list[Pair]
+    old_logprobs: list[Tensor]
+    ref_logprobs: list[Tensor] | None = None
+
+    def attach(self, samples: list[BehaviorSample]) -> list[BehaviorSample]:
+        """Put the token ids and log-probs on the credited samples of this round (same order)."""
+        refs = self.ref_logprobs or [None] * len(samples)
+        for sample, (prompt, response), old, ref in zip(samples, self.pairs, self.old_logprobs, refs, strict=True):
+            sample.prompt_ids, sample.response_ids = torch.tensor(prompt), torch.tensor(response)
+            sample.old_logprobs, sample.ref_logprobs = old, ref
+        return samples
+
 
 @torch.no_grad()
 def score_round(
     model: PreTrainedModel,
     head: UtilityHead,
     games: list[PlayedGame],
-    assigner: CreditAssigner,
     *,
+    reference: PreTrainedModel | None = None,
+    temperature: float = 1.0,
     batch_size: int = 64,
     pad_id: int = 0,
-) -> list[BehaviorSample]:
-    """Behaviour samples of every policy behaviour of ``games``, in ``credit.flatten`` order, with their
-    token ids and old log-probs attached."""
+) -> ScoredRound:
+    """V, Q, old (and reference) log-probs of every policy behaviour of ``games``, ``batch_size`` rows per
+    forward. ``temperature`` divides the logits as in sampling, so the log-probs are the sampler's."""
     episodes = [Episode.from_env(g.env, policy_players=g.policy_players, prompts=g.prompts) for g in games]
     game_of = {id(episode): game for episode, game in zip(episodes, games, strict=True)}
     pairs = [
         (game_of[id(episode)].prompt_ids[b.index], game_of[id(episode)].response_ids[b.index])
         for episode, b in flatten(episodes)
     ]
-    values, q_values, old_logprobs = [], [], []
-    was_training = model.training
-    model.eval()
-    try:
+    values, q_values, old, ref = [], [], [], []
+    with _eval_mode(model), _eval_mode(reference):
         for start in range(0, len(pairs), batch_size):
-            v, q, old = score_sequences(model, head, pairs[start : start + batch_size], pad_id)
-            values.append(v)
-            q_values.append(q)
-            old_logprobs.extend(old)
-    finally:
-        model.train(was_training)
+            chunk = pairs[start : start + batch_size]
+            hidden, logprobs = response_logprobs(model, chunk, pad_id, temperature)
+            v, q = head.behaviour_values(hidden, *_last_positions(chunk, hidden.device))
+            values.append(v.float().cpu())
+            q_values.append(q.float().cpu())
+            old.extend(logprobs)
+            if reference is not None:
+                ref.extend(response_logprobs(reference, chunk, pad_id, temperature)[1])
     empty = torch.zeros(0)
-    samples = assigner.assign(episodes, torch.cat(values or [empty]), torch.cat(q_values or [empty]))
-    for sample, (prompt, response), old in zip(samples, pairs, old_logprobs, strict=True):
-        sample.prompt_ids, sample.response_ids = torch.tensor(prompt), torch.tensor(response)
-        sample.old_logprobs = old
-    return samples
+    v_all, q_all = torch.cat(values or [empty]), torch.cat(q_values or [empty])
+    return ScoredRound(episodes, v_all, q_all, pairs, old, ref if reference is not None else None)
 
 
-def score_sequences(
-    model: PreTrainedModel, head: UtilityHead, pairs: list[tuple[list[int], list[int]]], pad_id: int
-) -> tuple[Tensor, Tensor, list[Tensor]]:
-    """V ``[B]``, Q ``[B]`` and the response tokens' log-probs (B tensors ``[R_b]`` fp32) of prompt/response
-    pairs, right-padded into one ``[B, L]`` batch."""
+def credit_round(
+    assigner: CreditAssigner,
+    scored: ScoredRound,
+    gather: Callable[[Any], list[Any]] | None = None,
+    rank: int = 0,
+) -> list[BehaviorSample]:
+    """Credit a scored round and attach its tensors.
+
+    With ``gather`` (an all-gather of Python objects over the ranks, e.g. ``all_gather_object``), every rank
+    assigns credit over the episodes of all ranks, so the assigner's state (EMA baselines, rolling role
+    counts) and the per-role advantage normalisation are the same everywhere; each rank keeps its own rows.
+    """
+    if gather is None:
+        return scored.attach(assigner.assign(scored.episodes, scored.values, scored.q_values))
+    parts = gather((scored.episodes, scored.values, scored.q_values))
+    episodes = [e for part in parts for e in part[0]]
+    samples = assigner.assign(episodes, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]))
+    start = sum(len(p[1]) for p in parts[:rank])
+    return scored.attach(samples[start : start + len(scored.values)])
+
+
+def response_logprobs(
+    model: PreTrainedModel, pairs: list[Pair], pad_id: int, temperature: float = 1.0
+) -> tuple[Tensor, list[Tensor]]:
+    """The trunk's hidden states ``[B, L, H]`` over prompt + response (right-padded) and each response's
+    token log-probs (B tensors ``[R_b]`` fp32, on the CPU)."""
     trunk, weight, bias = trunk_and_head(model)
     device = weight.device
     lengths = [len(p) + len(r) for p, r in pairs]
@@ -72,11 +128,36 @@ def score_sequences(
         ids[row, : lengths[row]] = torch.tensor(prompt + response)
     mask = (torch.arange(ids.shape[1]) < torch.tensor(lengths)[:, None]).long()
     hidden = trunk(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state  # [B, L, H]
-    prompt_last = torch.tensor([len(p) - 1 for p, _ in pairs], device=device)  # predicts the first response token
-    response_last = torch.tensor([n - 1 for n in lengths], device=device)
-    values, q_values = head.behaviour_values(hidden, prompt_last, response_last)
-    rows = torch.cat([torch.full((len(r),), b) for b, (_, r) in enumerate(pairs)]).long()  # [T] row of each token
-    cols = torch.cat([torch.arange(len(p) - 1, len(p) - 1 + len(r)) for p, r in pairs]).long()  # [T] predicting pos
+    rows, cols = response_positions(pairs)
     targets = torch.cat([torch.tensor(r, dtype=torch.long) for _, r in pairs]).to(device)  # [T]
-    logprobs, _ = selective_logprobs(hidden[rows.to(device), cols.to(device)], weight, targets, bias=bias)
-    return values.float().cpu(), q_values.float().cpu(), list(logprobs.float().cpu().split([len(r) for _, r in pairs]))
+    picked = hidden[rows.to(device), cols.to(device)]  # [T, H]
+    logprobs, _ = selective_logprobs(picked, weight, targets, bias=bias, temperature=temperature)
+    return hidden, list(logprobs.float().cpu().split([len(r) for _, r in pairs]))
+
+
+def response_positions(pairs: list[Pair]) -> tuple[Tensor, Tensor]:
+    """``([T], [T])`` int64: the row and the position *predicting* each response token (one before it)."""
+    rows = torch.cat([torch.full((len(r),), b, dtype=torch.long) for b, (_, r) in enumerate(pairs)])
+    cols = torch.cat([torch.arange(len(p) - 1, len(p) - 1 + len(r)) for p, r in pairs])
+    return rows, cols
+
+
+def _last_positions(pairs: list[Pair], device: torch.device) -> tuple[Tensor, Tensor]:
+    """Positions of each row's last prompt token (V) and last response token (Q)."""
+    prompt_last = torch.tensor([len(p) - 1 for p, _ in pairs], device=device)
+    return prompt_last, torch.tensor([len(p) + len(r) - 1 for p, r in pairs], device=device)
+
+
+class _eval_mode:  # noqa: N801 - used like torch.no_grad
+    """Put a module (or None) in eval mode for a block and restore its mode after."""
+
+    def __init__(self, module: torch.nn.Module | None) -> None:
+        self.module, self.was_training = module, module is not None and module.training
+
+    def __enter__(self) -> None:
+        if self.module is not None:
+            self.module.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.module is not None:
+            self.module.train(self.was_training)

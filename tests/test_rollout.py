@@ -15,6 +15,7 @@ from maro_lightning.rollout import RolloutEngine
 from maro_lightning.rollout import SamplingConfig
 from maro_lightning.rollout import left_pad
 from maro_lightning.rollout import truncate_prompt
+from maro_lightning.scoring import credit_round
 from maro_lightning.scoring import score_round
 
 
@@ -83,7 +84,8 @@ def test_scoring_gives_samples_with_exact_old_logprobs(tiny):
         4, seed=2, policy=HFGenerate(model, tokenizer)
     )
     head = UtilityHead(model.config.hidden_size, width=16)
-    samples = score_round(model, head, games, CreditAssigner(), batch_size=3, pad_id=tokenizer.pad_token_id)
+    scored = score_round(model, head, games, batch_size=3, pad_id=tokenizer.pad_token_id)
+    samples = credit_round(CreditAssigner(), scored)
     assert len(samples) == sum(len(g.prompt_ids) for g in games)  # policy seats only, here every model seat
     for sample in samples[:6]:
         ids = torch.cat([sample.prompt_ids, sample.response_ids])[None]

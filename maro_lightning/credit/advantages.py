@@ -149,3 +149,10 @@ def role_baseline_advantage(batch: CreditBatch, rewards: Tensor, config: CreditC
     update keeps each agent's own return out of its baseline. The assigner updates them afterwards.
     """
     return batch.agent_return - batch.baselines
+
+
+@register_advantage("imitation", normalize_per_role=False)
+def imitation_advantage(batch: CreditBatch, rewards: Tensor, config: CreditConfig) -> Tensor:
+    """Behaviour cloning as a policy gradient: ``A_t = 1`` on a teacher's behaviours, so that with the ratio
+    at 1 the loss ``−A·log π`` is the teacher's negative log-likelihood (the warm start of DESIGN §8)."""
+    return torch.ones(batch.size, dtype=torch.float64)

@@ -17,7 +17,8 @@ class CreditConfig:
 
     mode: str = "maro"
     """Advantage mode, a name in the advantage registry: "maro" (M1 + M3), "outcome" (z minus the round mean
-    per game, GRPO-like) or "role_baseline" (SPIRAL's role-conditioned EMA baseline)."""
+    per game, GRPO-like), "role_baseline" (SPIRAL's role-conditioned EMA baseline) or "imitation" (A = 1: behaviour
+    cloning of a teacher's turns, the warm start)."""
 
     lam: float = 0.95
     """GAE λ of the M1 decomposition (Schulman et al. 2015, arXiv 1506.02438): 1 gives ``z − V_t``, 0 the

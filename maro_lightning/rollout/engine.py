@@ -36,6 +36,8 @@ class GameSpec:
         opponents: seat -> probability for every non-learner player: ``"policy"`` (self-play, trained on
             too), ``"frozen"`` (a periodically refreshed snapshot of the policy) or a scripted agent name.
         learner_players: the players the learner may take (None = any, drawn uniformly per game).
+        teacher: a scripted agent that plays the learner's seat in imitation rounds (behaviour cloning warm
+            start, DESIGN §8); its text becomes the learner's behaviours.
     """
 
     name: str
@@ -43,14 +45,15 @@ class GameSpec:
     options: dict[str, Any] = field(default_factory=dict)
     opponents: dict[str, float] = field(default_factory=lambda: {FROZEN: 1.0})
     learner_players: list[int] | None = None
+    teacher: str | None = None
 
     def __post_init__(self) -> None:
         envs.make(self.name, **self.options)  # fails now, naming the valid games and options
-        scripted = set(self.opponents) - set(MODEL_SEATS)
+        scripted = set(self.opponents) - set(MODEL_SEATS) | ({self.teacher} - {None})
         unknown = scripted - set(envs.agent_names(self.name))
         if unknown:
             raise ValueError(
-                f"{self.name}: unknown opponents {sorted(unknown)}; use policy, frozen or one of "
+                f"{self.name}: unknown opponents or teacher {sorted(unknown)}; use policy, frozen or one of "
                 f"{', '.join(envs.agent_names(self.name))}"
             )
         if self.weight <= 0 or not self.opponents or min(self.opponents.values()) < 0:
@@ -66,7 +69,7 @@ class PlayedGame:
     prompts: dict[int, str] = field(default_factory=dict)
     prompt_ids: dict[int, list[int]] = field(default_factory=dict)
     response_ids: dict[int, list[int]] = field(default_factory=dict)
-    agents: dict[int, envs.ScriptedAgent] = field(default_factory=dict, repr=False)  # the scripted seats
+    agents: dict[int, envs.ScriptedAgent] = field(default_factory=dict, repr=False)  # scripted seats and teachers
 
     @property
     def policy_players(self) -> set[int]:
@@ -108,12 +111,18 @@ class RolloutEngine:
         seed: int,
         policy: GenerationBackend,
         frozen: GenerationBackend | None = None,
+        imitate: bool = False,
     ) -> list[PlayedGame]:
         """Play ``num_games`` games to the end; the games, seats and scripted agents derive from ``seed``
-        (sampling draws from torch's RNG). Frozen seats use ``frozen``, or ``policy`` when it is None."""
+        (sampling draws from torch's RNG). Frozen seats use ``frozen``, or ``policy`` when it is None.
+        With ``imitate``, each game's ``teacher`` plays the learner's seat and its text is recorded as the
+        learner's behaviours (token ids included), as if the policy had written it."""
+        if imitate and any(spec.teacher is None for spec in self.games):
+            missing = [spec.name for spec in self.games if spec.teacher is None]
+            raise ValueError(f"imitation needs a teacher for every game; {missing} have none")
         start = time.perf_counter()
         rng = random.Random(seed)
-        games = [self._new_game(rng) for _ in range(num_games)]
+        games = [self._new_game(rng, imitate) for _ in range(num_games)]
         self.stats = RolloutStats(games=num_games)
         backends = {POLICY: policy, FROZEN: frozen if frozen is not None else policy}
         while any(not g.env.done for g in games):
@@ -123,7 +132,7 @@ class RolloutEngine:
         self.stats.seconds = time.perf_counter() - start
         return games
 
-    def _new_game(self, rng: random.Random) -> PlayedGame:
+    def _new_game(self, rng: random.Random, imitate: bool) -> PlayedGame:
         spec = rng.choices(self.games, weights=[g.weight for g in self.games])[0]
         env = envs.make(spec.name, **spec.options)
         env.reset(rng.randrange(2**31))
@@ -132,6 +141,8 @@ class RolloutEngine:
         names, weights = list(spec.opponents), list(spec.opponents.values())
         seats = {p: POLICY if p == learner else rng.choices(names, weights=weights)[0] for p in players}
         agents = {p: envs.agent(s, game=spec.name) for p, s in seats.items() if s not in MODEL_SEATS}
+        if imitate:
+            agents[learner] = envs.agent(spec.teacher, game=spec.name)
         for agent in agents.values():
             agent.reset(rng.randrange(2**31))
         return PlayedGame(env, seats, agents=agents)
@@ -144,10 +155,10 @@ class RolloutEngine:
                 if player not in game.env.to_act():
                     continue  # an earlier scripted vote in this sweep closed the phase
                 seat = game.seats[player]
-                if seat in MODEL_SEATS:
-                    requests[seat].append((game, player))
+                if player in game.agents:
+                    self._act_scripted(game, player, teach=seat == POLICY)
                 else:
-                    game.env.step(player, game.agents[player].act(game.env.view(player)))
+                    requests[seat].append((game, player))
         return {seat: batch for seat, batch in requests.items() if batch}
 
     def _answer(self, batch: list[tuple[PlayedGame, int]], backend: GenerationBackend) -> None:
@@ -160,9 +171,22 @@ class RolloutEngine:
         for (game, player), text, ids, completion in zip(batch, prompts, prompt_ids, completions, strict=True):
             if game.env.done or player not in game.env.to_act():
                 continue  # the phase closed while this answer was being generated
-            turn = len(game.env.turns)
-            game.prompts[turn], game.prompt_ids[turn], game.response_ids[turn] = text, ids, completion
+            self._record(game, text, ids, completion)
             game.env.step(player, self.tokenizer.decode(completion, skip_special_tokens=True))
+
+    def _act_scripted(self, game: PlayedGame, player: int, teach: bool) -> None:
+        """A scripted seat acts; a teacher's prompt and text are recorded as the learner's behaviour."""
+        reply = game.agents[player].act(game.env.view(player))
+        if teach:
+            prompt = game.env.observation(player)
+            ids = truncate_prompt(encode_prompt(self.tokenizer, prompt), self.sampling)
+            self._record(game, prompt, ids, encode_response(self.tokenizer, reply))
+        game.env.step(player, reply)
+
+    @staticmethod
+    def _record(game: PlayedGame, prompt: str, prompt_ids: list[int], response_ids: list[int]) -> None:
+        turn = len(game.env.turns)  # the index the coming step will log
+        game.prompts[turn], game.prompt_ids[turn], game.response_ids[turn] = prompt, prompt_ids, response_ids
 
 
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
@@ -173,3 +197,9 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
             tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
         )
     return tokenizer(text)["input_ids"]
+
+
+def encode_response(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
+    """Token ids of a reply as the model would write it: the text, then EOS."""
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    return tokenizer(text, add_special_tokens=False)["input_ids"] + eos
