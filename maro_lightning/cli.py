@@ -1,9 +1,12 @@
 """The ``maro`` console script.
 
-    maro play --game bazaar --seats boulware,linear --seed 3 [--show-private] [--episodes N]
-              [--option obs_format=compact ...]
+    maro fit [-c configs/bazaar.yaml] [--trainer.max_steps 100 ...]   train (LightningCLI; no -c: the demo)
+    maro validate|test -c CONFIG --ckpt_path CKPT                       play the evaluation ladder
+    maro play --game bazaar --seats policy,linear --checkpoint CKPT     watch games, turn by turn
 
-``play`` watches games between seats (scripted agents now; trained policies once training exists).
+``fit``/``validate``/``test`` are LightningCLI subcommands: ``-c`` YAML files, dotted overrides,
+``--print_config``. ``play`` has its own small parser: seats are scripted agents or ``policy`` (a trained
+policy from ``--checkpoint``).
 """
 
 from __future__ import annotations
@@ -13,15 +16,23 @@ import ast
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from maro_lightning import envs
 
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+LIGHTNING_COMMANDS = ("fit", "validate", "test")
+POLICY_SEAT = "policy"
+
 
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point; ``args`` defaults to ``sys.argv[1:]`` (a list, so that tests can call it)."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if argv[:1] != ["play"]:
+        return _lightning(argv, args)
     parser = _parser()
-    ns = parser.parse_args(list(sys.argv[1:] if args is None else args))
+    ns = parser.parse_args(argv)
     try:
         return ns.run(ns)
     except (ValueError, TypeError) as err:  # bad names and options: one clear line, no traceback
@@ -31,17 +42,41 @@ def main(args: Sequence[str] | None = None) -> int:
         return 0
 
 
+def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
+    """``fit``/``validate``/``test`` through LightningCLI; without ``-c``, the demo config is the default."""
+    from lightning.pytorch.cli import LightningCLI  # heavy: only for the training commands
+
+    from maro_lightning.data import TrajectoryDataModule
+    from maro_lightning.module import MaroModule
+
+    configured = any(a in ("-c", "--config") or a.startswith("--config=") for a in argv)
+    defaults = {} if configured or not DEMO_CONFIG.exists() else {"default_config_files": [str(DEMO_CONFIG)]}
+    LightningCLI(
+        MaroModule,
+        TrajectoryDataModule,
+        subclass_mode_model=True,  # `model: class_path: my_package.MyModule` trains a subclass
+        args=None if args is None else argv,
+        save_config_kwargs={"overwrite": True},
+        parser_kwargs={command: defaults for command in LIGHTNING_COMMANDS},
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maro", description="MARO: train language models in social games.")
     commands = parser.add_subparsers(dest="command", required=True)
+    for command in LIGHTNING_COMMANDS:  # listed in --help; LightningCLI parses them
+        commands.add_parser(command, help=f"{command} a MaroModule (LightningCLI: -c CONFIG, --help for options)")
     play = commands.add_parser("play", help="watch games between seats, turn by turn")
     play.add_argument("--game", required=True, help=f"one of: {', '.join(envs.names())}")
     play.add_argument(
         "--seats",
         required=True,
-        help="comma-separated scripted agents, one per player in player order (one name fills every seat); "
-        "`maro play --game G --seats list` lists them",
+        help="comma-separated seats, one per player in player order (one name fills every seat): scripted "
+        "agents, or `policy` for the trained policy of --checkpoint; `maro play --game G --seats list` lists them",
     )
+    play.add_argument("--checkpoint", help="a `maro fit` checkpoint (.ckpt) whose policy plays the `policy` seats")
+    play.add_argument("--temperature", type=float, help="the policy's sampling temperature (default: its config's)")
     play.add_argument("--seed", type=int, default=0, help="seed of the first game (default 0)")
     play.add_argument("--episodes", type=int, default=1, help="games to play, seeds seed, seed+1, ... (default 1)")
     play.add_argument("--show-private", action="store_true", help="print each player's prompt and raw text too")
@@ -63,11 +98,25 @@ def _play(ns: argparse.Namespace) -> int:
         return 0
     env.reset(ns.seed)  # to learn the number of players
     names = _seat_names(ns.game, ns.seats, len(env.roles))
-    agents = {player: envs.agent(name, game=ns.game) for player, name in enumerate(names)}
+    policy = _load_policy_seat(ns) if POLICY_SEAT in names else None
+    agents = {
+        player: policy.seat(env, player) if name == POLICY_SEAT else envs.agent(name, game=ns.game)
+        for player, name in enumerate(names)
+    }
     for seed in range(ns.seed, ns.seed + ns.episodes):
         print(f"=== {env.name}, seed {seed}: " + ", ".join(f"player {p} = {name}" for p, name in enumerate(names)))
         _play_one(env, agents, seed, show_private=ns.show_private)
     return 0
+
+
+def _load_policy_seat(ns: argparse.Namespace) -> Any:
+    if not ns.checkpoint:
+        raise ValueError("a `policy` seat needs --checkpoint PATH (a .ckpt written by `maro fit`)")
+    if not Path(ns.checkpoint).is_file():
+        raise ValueError(f"--checkpoint {ns.checkpoint}: no such file")
+    from maro_lightning.play import PolicyPlayer  # heavy: torch and transformers
+
+    return PolicyPlayer.from_checkpoint(ns.checkpoint, temperature=ns.temperature, seed=ns.seed)
 
 
 def _play_one(env: envs.SocialEnv, agents: dict[int, envs.ScriptedAgent], seed: int, *, show_private: bool) -> None:

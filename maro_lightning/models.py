@@ -144,7 +144,19 @@ def build_tokenizer(corpus: Iterable[str], kind: Literal["word", "byte"] = "word
     else:
         raise ValueError(f"tokenizer kind must be 'word' or 'byte', got {kind!r}")
     core.add_special_tokens(specials)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL_TOKENS, padding_side="left")
+    return tokenizer_from_json(core.to_str())
+
+
+def tokenizer_to_json(tokenizer: PreTrainedTokenizerFast) -> str:
+    """The built tokenizer as one JSON string: what a checkpoint stores so the tiny model reloads exactly."""
+    return tokenizer.backend_tokenizer.to_str()
+
+
+def tokenizer_from_json(text: str) -> PreTrainedTokenizerFast:
+    """The inverse of :func:`tokenizer_to_json`, with the tiny chat template and left padding."""
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(text), **SPECIAL_TOKENS, padding_side="left"
+    )
     tokenizer.chat_template = TINY_CHAT_TEMPLATE
     return tokenizer
 

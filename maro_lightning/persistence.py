@@ -43,27 +43,32 @@ _ROUND_NAME = re.compile(r"round_(\d{6}|[1-9]\d{6,})")  # exactly what f"round_{
 _SCALARS = {str: "string", int: "int64", float: "float64", bool: "bool"}  # Python type -> Arrow value type
 
 
-def save_round(samples: Sequence[BehaviorSample], directory: str | Path, round_index: int) -> Path:
+def save_round(
+    samples: Sequence[BehaviorSample], directory: str | Path, round_index: int, overwrite: bool = False
+) -> Path:
     """Write a round as the Arrow dataset folder ``directory/round_{round_index:06d}`` and return its path.
 
     Tensors are stored as lists in their field's dtype (``*_ids`` int64, other tensors float32). The folder
     appears only once fully written (temporary sibling, then rename). ``directory`` is created if needed.
+    ``overwrite`` replaces a saved round of that index (a resumed run replaying the rounds after its checkpoint).
 
     Raises:
         ValueError: a negative ``round_index``, or a tensor that is not 1-D or of the wrong kind (float ids).
-        FileExistsError: the round is already saved (rounds are written once).
+        FileExistsError: the round is already saved and ``overwrite`` is False.
     """
     if round_index < 0:
         raise ValueError(f"round_index must be >= 0, got {round_index}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"round_{round_index:06d}"
-    if final.exists():
+    if final.exists() and not overwrite:
         raise FileExistsError(f"{final}: round {round_index} is already saved")
     columns = _columns(samples)  # fails on a bad tensor before anything touches the disk
     temporary = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=directory))
     try:
         _write(columns, len(samples), temporary, round_index)
+        if final.exists():
+            shutil.rmtree(final)
         os.replace(temporary, final)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)

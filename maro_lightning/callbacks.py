@@ -1,0 +1,212 @@
+"""The simulation callback (DESIGN §2): plays rollout rounds between optimizer steps and feeds the buffer.
+
+A round: the :class:`~maro_lightning.rollout.RolloutEngine` plays ``games_per_round`` games of the mix on
+this rank (its own seeds), the module scores them in one no-grad forward, credit is assigned over the
+round of every rank, and the samples go to :class:`~maro_lightning.data.TrajectoryDataModule`. The first
+``imitation_rounds`` rounds are a behaviour-cloning warm start: each game's scripted ``teacher`` plays the
+learner's seat and its turns are trained on with advantage 1 (DESIGN §8: the tiny model has no RL signal
+before it writes valid actions). The frozen opponent is a snapshot of the policy, refreshed every
+``opponent_refresh`` rounds and at the end of the warm start (when the KL reference is taken too).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning as L
+import torch
+
+from maro_lightning.credit import BehaviorSample
+from maro_lightning.credit import CreditAssigner
+from maro_lightning.credit import CreditConfig
+from maro_lightning.evaluation import game_roles
+from maro_lightning.metrics import OutcomeMetric
+from maro_lightning.module import OPPONENT
+from maro_lightning.module import REFERENCE
+from maro_lightning.module import MaroModule
+from maro_lightning.module import seeded
+from maro_lightning.rollout import FROZEN
+from maro_lightning.rollout import GameSpec
+from maro_lightning.rollout import PlayedGame
+from maro_lightning.rollout import RolloutEngine
+
+
+def default_games() -> list[GameSpec]:
+    """Bazaar in compact form against the linear seller/buyer, which also teaches the warm start."""
+    return [GameSpec("bazaar", options={"obs_format": "compact"}, opponents={"linear": 1.0}, teacher="linear")]
+
+
+class SimulationCallback(L.Callback):
+    """Plays a round of games whenever the buffer's batches are used up (or every ``rollout_every`` steps).
+
+    Args:
+        games: the game mix: games, options, opponent mix per game, teachers for the warm start.
+        games_per_round: games each rank plays per round.
+        rollout_every: optimizer steps between rounds; None: a new round as soon as the data module's plan
+            (``passes`` over the round) is used up, on any rank.
+        imitation_rounds: warm-start rounds of behaviour cloning on the games' teachers (0: none).
+        opponent_refresh: rounds between refreshes of the frozen opponent's weights.
+        rl_lr: the learning rate from the end of the warm start on (DESIGN §8: cloning learns at 3e-3, policy
+            gradient needs about 1e-4 or the action format drifts); None keeps the optimizer's. Schedulers
+            continue from it (their base rates are set to it too).
+        seed: the root of every round's seed (games, seats, scripted agents and sampling), per rank.
+    """
+
+    def __init__(
+        self,
+        games: list[GameSpec] | None = None,
+        games_per_round: int = 64,
+        rollout_every: int | None = None,
+        imitation_rounds: int = 0,
+        opponent_refresh: int = 10,
+        rl_lr: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.games = games or default_games()
+        if games_per_round < 1 or opponent_refresh < 1 or imitation_rounds < 0:
+            raise ValueError("need games_per_round >= 1, opponent_refresh >= 1, imitation_rounds >= 0")
+        if rollout_every is not None and rollout_every < 1:
+            raise ValueError(f"rollout_every must be >= 1 optimizer steps or None, got {rollout_every}")
+        if imitation_rounds and any(spec.teacher is None for spec in self.games):
+            raise ValueError(f"imitation_rounds={imitation_rounds} needs a teacher for every game")
+        self.games_per_round, self.rollout_every = games_per_round, rollout_every
+        self.imitation_rounds, self.opponent_refresh, self.seed = imitation_rounds, opponent_refresh, seed
+        self.rl_lr = rl_lr
+        self.uses_opponent = any(spec.opponents.get(FROZEN, 0) > 0 for spec in self.games)
+        self.rounds = 0  # rounds played (state)
+        self.last_step = 0  # global step of the last round (state)
+        self.imitation_credit = CreditAssigner(CreditConfig(mode="imitation", weighting="none"))
+        keys = sorted({f"{s.name}/{role}" for s in self.games for role in game_roles(s.name, s.options)})
+        self.outcomes = OutcomeMetric(keys)
+        self.engine: RolloutEngine | None = None
+        self._round_end = time.perf_counter()
+
+    # ------------------------------------------------------------------------------------------- hooks
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not isinstance(pl_module, MaroModule):
+            raise TypeError(f"SimulationCallback needs a MaroModule, got {type(pl_module).__name__}")
+        if stage == "fit" and self.uses_opponent:
+            pl_module.add_snapshot(OPPONENT)  # before configure_model: made there, restored by a resume
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: MaroModule) -> None:
+        self.outcomes.to(pl_module.device)
+        if trainer.datamodule.needs_round:  # not after a resume: the checkpoint holds the current round
+            self.play_round(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: MaroModule, *args: Any) -> None:
+        if self._due(trainer):
+            self.play_round(trainer, pl_module)
+
+    def _due(self, trainer: L.Trainer) -> bool:
+        if self.rollout_every is not None:
+            return trainer.global_step - self.last_step >= self.rollout_every  # not %: accumulation repeats steps
+        return trainer.strategy.reduce_boolean_decision(trainer.datamodule.needs_round, all=False)  # any rank
+
+    # ------------------------------------------------------------------------------------------- a round
+    def play_round(self, trainer: L.Trainer, module: MaroModule) -> dict[str, float]:
+        """Play, score and credit one round, push it to the data module; returns the round's metrics."""
+        imitate = self.rounds < self.imitation_rounds
+        train_seconds = time.perf_counter() - self._round_end
+        start = time.perf_counter()
+        engine = self._engine(module)
+        opponent = module.policy_backend(OPPONENT) if self.uses_opponent else None
+        with seeded(self.round_seed(trainer.global_rank), module.device):
+            games = engine.play(
+                self.games_per_round,
+                self.round_seed(trainer.global_rank),
+                module.policy_backend(),
+                opponent,
+                imitate=imitate,
+            )
+        played = time.perf_counter()
+        samples = module.credit_round(module.score(games), self.imitation_credit if imitate else None)
+        if imitate:
+            _as_imitation(samples)
+        trainer.datamodule.push(samples)
+        self.rounds, self.last_step = self.rounds + 1, trainer.global_step
+        self._refresh_snapshots(module)
+        if self.rl_lr is not None and self.rounds == self.imitation_rounds:
+            _set_learning_rate(trainer, self.rl_lr)
+        self._round_end = time.perf_counter()
+        timing = {"rollout/play_seconds": played - start, "rollout/score_seconds": self._round_end - played}
+        metrics = (
+            timing | {"rollout/train_seconds": train_seconds} | self._metrics(games, samples, engine, imitate, module)
+        )
+        _log_once(trainer, metrics)
+        return metrics
+
+    def round_seed(self, rank: int) -> int:
+        """The seed of the coming round on ``rank``: distinct per (seed, rank, round), and reproducible."""
+        return ((self.seed * 1_000_003 + rank) * 1_000_033 + self.rounds) % 2**31
+
+    def _engine(self, module: MaroModule) -> RolloutEngine:
+        if self.engine is None:
+            self.engine = RolloutEngine(self.games, module.tokenizer, module.sampling)
+        return self.engine
+
+    def _refresh_snapshots(self, module: MaroModule) -> None:
+        warm_start_over = self.imitation_rounds > 0 and self.rounds == self.imitation_rounds
+        if warm_start_over and REFERENCE in module.snapshots:
+            module.refresh_snapshot(REFERENCE)  # the KL anchors to the warm-started policy (DESIGN §8)
+        if self.uses_opponent and (warm_start_over or self.rounds % self.opponent_refresh == 0):
+            module.refresh_snapshot(OPPONENT)
+
+    def _metrics(
+        self, games: list[PlayedGame], samples: list[BehaviorSample], engine: RolloutEngine, imitate: bool, module
+    ) -> dict[str, float]:
+        """The round's numbers: throughput, invalid actions, per-role outcomes (synced over ranks), credit."""
+        keys, rewards, success = [], [], []
+        for game in games:
+            outcome = game.env.outcome()
+            for player in sorted(game.policy_players):
+                keys.append(f"{game.env.name}/{outcome.roles[player]}")
+                rewards.append(outcome.rewards[player])
+                success.append(outcome.success[player])
+        self.outcomes.update(keys, torch.tensor(rewards), torch.tensor(success))
+        per_role = {f"rollout/{k}": float(v) for k, v in self.outcomes.compute().items() if not k.endswith("/n")}
+        self.outcomes.reset()
+        invalid = sum(not s.valid for s in samples) / len(samples)
+        return (
+            per_role
+            | {f"credit/{k}": v for k, v in module.credit.metrics().items()}
+            | {
+                "rollout/round": float(self.rounds),
+                "rollout/imitation": float(imitate),
+                "rollout/episodes": float(len(games)),
+                "rollout/behaviours": float(len(samples)),
+                "rollout/invalid_rate": invalid,
+                "rollout/generated_tokens_per_second": engine.stats.tokens_per_second,
+            }
+        )
+
+    # -------------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {"rounds": self.rounds, "last_step": self.last_step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rounds, self.last_step = state["rounds"], state["last_step"]
+
+
+def _log_once(trainer: L.Trainer, metrics: dict[str, float]) -> None:
+    """One row per round in the loggers (``LightningModule.log`` would repeat the value at every step until
+    the next round), and the values in ``callback_metrics`` for the progress bar and checkpoint monitors."""
+    trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+    if trainer.is_global_zero:
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=trainer.global_step)
+
+
+def _set_learning_rate(trainer: L.Trainer, lr: float) -> None:
+    """Every optimizer's rate to ``lr``, and every scheduler's base rate (they scale from it)."""
+    for optimizer in trainer.optimizers:
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"] = lr
+    for config in trainer.lr_scheduler_configs:
+        config.scheduler.base_lrs = [lr] * len(config.scheduler.base_lrs)
+
+
+def _as_imitation(samples: list[BehaviorSample]) -> None:
+    """Teacher behaviours train on-policy (ratio 1, so the loss is the NLL) with no KL term."""
+    for sample in samples:
+        sample.old_logprobs = sample.ref_logprobs = None

@@ -1,0 +1,340 @@
+"""The trajectory data module (DESIGN §2): a bounded buffer of behaviour samples, served as padded batches.
+
+The :class:`~maro_lightning.callbacks.SimulationCallback` pushes each scored rollout round here. The train
+loader yields only *tickets*; ``on_before_batch_transfer`` turns each ticket into the next batch of the
+current plan right before ``training_step`` (LIGHTNING_RECIPES §1): a loader that read the buffer itself
+would be prefetched one batch early and train on the round before the newest.
+
+A *plan* is the round's batches for ``passes`` passes (PPO epochs) over the buffer, shuffled or
+role-balanced (M2 by sampling). Every round can be saved as an Arrow shard (``persist_dir``), and a replay
+run (``replay_dir``) trains from saved shards with no simulation at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import random
+from collections import defaultdict
+from collections import deque
+from collections.abc import Iterator
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from typing import Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+from torch.utils.data import DataLoader
+from torch.utils.data import IterableDataset
+
+from maro_lightning import persistence
+from maro_lightning.credit import BehaviorSample
+from maro_lightning.evaluation import LadderConfig
+from maro_lightning.evaluation import LadderMatch
+from maro_lightning.evaluation import ladder_matches
+from maro_lightning.scoring import response_positions
+
+Sampling = Literal["shuffle", "role_balanced"]
+
+
+@dataclass
+class TrajectoryBatch:
+    """B behaviours (prompt + response, right-padded) with their T response tokens, ready for the loss.
+
+    Attributes:
+        input_ids: [B, L] int64, prompt + response, padded on the right.
+        attention_mask: [B, L] int64.
+        token_rows: [T] int64, the row of each response token.
+        token_cols: [T] int64, the position that *predicts* each response token (one before it).
+        targets: [T] int64, the response tokens.
+        advantages: [T] float32, the behaviour's advantage on each of its tokens.
+        token_weights: [T] float32, the behaviour's M2 weight on each of its tokens.
+        old_logprobs: [T] float32 under the rollout policy, or None (on-policy ratio 1: imitation rounds).
+        ref_logprobs: [T] float32 under the frozen reference, or None.
+        prompt_last: [B] int64, position of the last prompt token (V is read there).
+        response_last: [B] int64, position of the last response token (Q).
+        utility_targets: [B] float32, what the utility head regresses.
+        weights: [B] float32, the M2 weights.
+        response_lengths: [B] int64.
+        keys: B labels ``"game/role"``.
+        rewards: [B] float32, the outcome z of the behaving player.
+        success: [B] bool.
+        valid: [B] bool, whether the behaviour was a legal action.
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    token_rows: Tensor
+    token_cols: Tensor
+    targets: Tensor
+    advantages: Tensor
+    token_weights: Tensor
+    old_logprobs: Tensor | None
+    ref_logprobs: Tensor | None
+    prompt_last: Tensor
+    response_last: Tensor
+    utility_targets: Tensor
+    weights: Tensor
+    response_lengths: Tensor
+    keys: list[str]
+    rewards: Tensor
+    success: Tensor
+    valid: Tensor
+
+    @property
+    def size(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def collate(samples: Sequence[BehaviorSample], pad_id: int) -> TrajectoryBatch:
+    """Pad B scored samples into one :class:`TrajectoryBatch`."""
+    missing = [s.episode_id for s in samples if s.prompt_ids is None or s.response_ids is None]
+    if missing or not samples:
+        raise ValueError(f"collate needs scored samples with token ids; unscored: {missing[:3]} of {len(samples)}")
+    pairs = [(s.prompt_ids.tolist(), s.response_ids.tolist()) for s in samples]
+    lengths = torch.tensor([len(p) + len(r) for p, r in pairs])
+    ids = torch.full((len(samples), int(lengths.max())), pad_id, dtype=torch.long)
+    for row, (prompt, response) in enumerate(pairs):
+        ids[row, : lengths[row]] = torch.tensor(prompt + response)
+    response_lengths = torch.tensor([len(r) for _, r in pairs])
+    rows, cols = response_positions(pairs)
+    per_token = lambda name: torch.tensor([getattr(s, name) for s in samples], dtype=torch.float32)[rows]  # noqa: E731
+    return TrajectoryBatch(
+        input_ids=ids,
+        attention_mask=(torch.arange(ids.shape[1]) < lengths[:, None]).long(),
+        token_rows=rows,
+        token_cols=cols,
+        targets=torch.cat([s.response_ids for s in samples]).long(),
+        advantages=per_token("advantage"),
+        token_weights=per_token("weight"),
+        old_logprobs=_tokens(samples, "old_logprobs"),
+        ref_logprobs=_tokens(samples, "ref_logprobs"),
+        prompt_last=torch.tensor([len(p) - 1 for p, _ in pairs]),
+        response_last=lengths - 1,
+        utility_targets=torch.tensor([s.utility_target for s in samples], dtype=torch.float32),
+        weights=torch.tensor([s.weight for s in samples], dtype=torch.float32),
+        response_lengths=response_lengths,
+        keys=[f"{s.game}/{s.role}" for s in samples],
+        rewards=torch.tensor([s.z for s in samples], dtype=torch.float32),
+        success=torch.tensor([s.success for s in samples]),
+        valid=torch.tensor([s.valid for s in samples]),
+    )
+
+
+def _tokens(samples: Sequence[BehaviorSample], name: str) -> Tensor | None:
+    """[T] float32 concatenation of a per-token field, or None when no sample has it; a mix is an error."""
+    values = [getattr(s, name) for s in samples]
+    if all(v is None for v in values):
+        return None
+    if any(v is None for v in values):
+        raise ValueError(f"a batch mixes samples with and without {name}; keep imitation and RL rounds apart")
+    return torch.cat(values).float()
+
+
+def batch_plan(
+    samples: Sequence[BehaviorSample], batch_size: int, passes: int, sampling: Sampling, rng: random.Random
+) -> list[list[int]]:
+    """Sample indices of every batch of ``passes`` passes over ``samples``: ceil(N / batch_size) batches a pass.
+
+    ``shuffle``: each pass is a permutation. ``role_balanced``: each batch takes its rows in turn from every
+    (game, role), cycling through a reshuffled order of each, so a rare role is drawn as often as a
+    common one (M2 by sampling).
+    """
+    n = len(samples)
+    per_pass = math.ceil(n / batch_size)
+    if sampling == "shuffle":
+        plan = []
+        for _ in range(passes):
+            order = rng.sample(range(n), n)
+            plan += [order[i : i + batch_size] for i in range(0, n, batch_size)]
+        return plan
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for index, sample in enumerate(samples):
+        groups[(sample.game, sample.role)].append(index)
+    streams = [_reshuffled(indices, rng) for _, indices in sorted(groups.items())]
+    size = min(batch_size, n)
+    plan = []
+    for _ in range(passes * per_pass):
+        offset = rng.randrange(len(streams))  # which role gets the extra rows of an uneven split
+        plan.append([next(streams[(offset + j) % len(streams)]) for j in range(size)])
+    return plan
+
+
+def _reshuffled(indices: list[int], rng: random.Random) -> Iterator[int]:
+    """The indices forever, in a fresh random order on every cycle."""
+    while True:
+        yield from rng.sample(indices, len(indices))
+
+
+class TicketStream(IterableDataset):
+    """0, 1, 2, ... forever: the train loader's items; the data module resolves them into batches late."""
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.count()
+
+
+class TrajectoryDataModule(L.LightningDataModule):
+    """Batches of scored behaviour samples for ``MaroModule.training_step``, and the evaluation ladder.
+
+    Args:
+        batch_size: behaviours per training batch (a micro-batch under gradient accumulation).
+        passes: passes over the buffer per round (PPO epochs): a round gives ``passes · ceil(N / batch_size)``
+            batches, after which the simulation plays the next round.
+        sampling: ``"shuffle"`` or ``"role_balanced"`` (stratified batches per (game, role): M2 by sampling,
+            on top of the credit weights or instead of them with ``credit.weighting: none``).
+        buffer_rounds: rounds the buffer keeps (1: on-policy, only the newest; more reuse older rounds, whose
+            importance ratios the clipped loss then corrects).
+        persist_dir: save every pushed round there as an Arrow shard (``round_000001``, ...), or None.
+        replay_dir: train from the shards saved there instead of simulating (no SimulationCallback needed);
+            the rounds are replayed in order, and again from the first once all are used.
+        seed: the batch-plan RNG (per rank: the rank is added).
+        evaluation: the scripted ladder played by ``validate``/``test`` (and by fit's validation).
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 32,
+        passes: int = 1,
+        sampling: Sampling = "shuffle",
+        buffer_rounds: int = 1,
+        persist_dir: str | None = None,
+        replay_dir: str | None = None,
+        seed: int = 0,
+        evaluation: LadderConfig | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1 or passes < 1 or buffer_rounds < 1:
+            raise ValueError(
+                f"need batch_size, passes, buffer_rounds >= 1; got {batch_size}, {passes}, {buffer_rounds}"
+            )
+        if sampling not in ("shuffle", "role_balanced"):
+            raise ValueError(f"sampling must be 'shuffle' or 'role_balanced', got {sampling!r}")
+        if persist_dir is not None and persist_dir == replay_dir:
+            raise ValueError("persist_dir and replay_dir must differ: a replay would read the shards it writes")
+        self.batch_size, self.passes, self.sampling = batch_size, passes, sampling
+        self.persist_dir, self.replay_dir, self.seed = persist_dir, replay_dir, seed
+        self.evaluation = evaluation or LadderConfig()
+        self.rounds: deque[list[BehaviorSample]] = deque(maxlen=buffer_rounds)
+        self.round_index = 0
+        self.plan: list[list[int]] = []
+        self.cursor = 0
+        self.rng = random.Random(seed)
+        self.replay_position = 0  # rounds taken from replay_dir so far
+
+    # ------------------------------------------------------------------------------------------ the buffer
+    def setup(self, stage: str) -> None:
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        if self.round_index == 0:  # not yet fed: a per-rank stream (a resume restores the saved one after this)
+            self.rng = random.Random(self.seed * 1_000_003 + rank)
+
+    def push(self, samples: list[BehaviorSample]) -> None:
+        """Add a scored round (replacing the oldest beyond ``buffer_rounds``) and plan its batches."""
+        if not samples:
+            raise ValueError("an empty round: no policy behaviour was played (check the games' learner seats)")
+        self.round_index += 1
+        self.rounds.append(samples)
+        if self.persist_dir is not None:
+            persistence.save_round(samples, self.persist_dir, self.round_index, overwrite=True)  # resumes redo rounds
+        self._replan()
+
+    @property
+    def buffer(self) -> list[BehaviorSample]:
+        """Every sample the buffer holds, oldest round first."""
+        return [s for r in self.rounds for s in r]
+
+    @property
+    def needs_round(self) -> bool:
+        """True when the plan of the current buffer is used up (or there is none yet)."""
+        return self.cursor >= len(self.plan)
+
+    def next_batch(self) -> TrajectoryBatch:
+        """The next planned batch; a replay run loads its next round when the plan is used up."""
+        if self.needs_round and self.replay_dir is not None:
+            self.push_replayed_round()
+        if not self.plan:
+            raise RuntimeError("the trajectory buffer is empty: add a SimulationCallback or set replay_dir")
+        if self.needs_round:  # the simulation has not refilled yet (e.g. rollout_every > plan): another pass
+            self._replan()
+        indices = self.plan[self.cursor]
+        self.cursor += 1
+        buffer = self.buffer
+        return collate([buffer[i] for i in indices], self._pad_id())
+
+    def push_replayed_round(self) -> None:
+        """Push the next saved round of ``replay_dir``, in round order, from the first again after the last."""
+        paths = persistence.round_paths(self.replay_dir)
+        path = paths[self.replay_position % len(paths)]
+        self.replay_position += 1
+        samples = persistence.load_round(path)
+        rank_zero_info(f"replaying {path} ({len(samples)} samples)")
+        self.push(samples)
+
+    def _replan(self) -> None:
+        self.plan = batch_plan(self.buffer, self.batch_size, self.passes, self.sampling, self.rng)
+        self.cursor = 0
+
+    def _pad_id(self) -> int:
+        tokenizer = self.trainer.lightning_module.tokenizer
+        return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    # --------------------------------------------------------------------------------------------- loaders
+    def train_dataloader(self) -> DataLoader:
+        # generator=: the loader's base seed would otherwise draw from the global RNG after a resume restored
+        # it, shifting every later draw (LIGHTNING_RECIPES §4).
+        return DataLoader(TicketStream(), batch_size=None, num_workers=0, generator=torch.Generator())
+
+    def val_dataloader(self) -> DataLoader:
+        return self._ladder_loader()
+
+    def test_dataloader(self) -> DataLoader:
+        return self._ladder_loader()
+
+    def _ladder_loader(self) -> DataLoader:
+        """One item per (game, opponent) match of the ladder; ``MaroModule.validation_step`` plays it."""
+        matches = ladder_matches(self.evaluation)
+        return DataLoader(matches, batch_size=None, collate_fn=_identity)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.trainer is not None and self.trainer.training:
+            return self.next_batch()  # the ticket becomes the newest round's next batch, here and not earlier
+        return batch
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        if isinstance(batch, LadderMatch):
+            return batch  # a match is played, not moved: it holds names and seeds
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    # ---------------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        """The buffer, the plan and its position, and the RNG: a resumed run trains on the same batches."""
+        rounds = [[_row(s) for s in r] for r in self.rounds]
+        version, state, gauss = self.rng.getstate()
+        return {
+            "rounds": rounds,
+            "round_index": self.round_index,
+            "plan": self.plan,
+            "cursor": self.cursor,
+            "replay_position": self.replay_position,
+            "rng": [version, list(state), gauss],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rounds.clear()
+        self.rounds.extend([BehaviorSample(**row) for row in r] for r in state["rounds"])
+        self.round_index, self.plan, self.cursor = state["round_index"], state["plan"], state["cursor"]
+        self.replay_position = state["replay_position"]
+        version, rng_state, gauss = state["rng"]
+        self.rng.setstate((version, tuple(rng_state), gauss))
+
+
+def _row(sample: BehaviorSample) -> dict[str, Any]:
+    """A sample as a dict of plain values and tensors (``torch.load(weights_only=True)`` reads it back)."""
+    return {f.name: getattr(sample, f.name) for f in dataclasses.fields(sample)}
+
+
+def _identity(match: LadderMatch) -> LadderMatch:
+    return match

@@ -1,0 +1,420 @@
+"""``MaroModule``: the policy (a causal LM) and the behaviour-utility head, trained by MARO (DESIGN §2, §5).
+
+``training_step`` is fixed: the trunk's hidden states at the response tokens go to the fused
+policy-gradient loss with the LM head's weight (no ``[tokens × vocab]`` logits tensor), and the utility
+head regresses the outcome at each behaviour's last prompt and last response token. The rollout side lives
+in :class:`~maro_lightning.callbacks.SimulationCallback`, which calls :meth:`MaroModule.policy_backend`,
+:meth:`MaroModule.score` and :meth:`MaroModule.credit_round` here.
+
+Extension points: :meth:`MaroModule.behaviour_rewards` (shape the per-behaviour rewards of a new reward
+scheme), :meth:`MaroModule.token_weights` (the loss's aggregation), the advantage and weighting registries
+of :mod:`maro_lightning.credit`, and the optimizer and scheduler callables of LightningCLI.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict
+from dataclasses import dataclass
+from typing import Any
+from typing import Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor
+
+from maro_kernels import fused_pg_loss
+from maro_lightning.credit import BehaviorSample
+from maro_lightning.credit import CreditAssigner
+from maro_lightning.credit import CreditConfig
+from maro_lightning.credit import Episode
+from maro_lightning.data import TrajectoryBatch
+from maro_lightning.evaluation import LadderMatch
+from maro_lightning.evaluation import invalid_rate
+from maro_lightning.evaluation import ladder_keys
+from maro_lightning.evaluation import match_outcomes
+from maro_lightning.evaluation import play_match
+from maro_lightning.metrics import OutcomeMetric
+from maro_lightning.models import TinyModelConfig
+from maro_lightning.models import UtilityHead
+from maro_lightning.models import build_tiny_model
+from maro_lightning.models import load_policy
+from maro_lightning.models import tokenizer_from_json
+from maro_lightning.models import tokenizer_to_json
+from maro_lightning.models import trunk_and_head
+from maro_lightning.rollout import HFGenerate
+from maro_lightning.rollout import PlayedGame
+from maro_lightning.rollout import SamplingConfig
+from maro_lightning.scoring import ScoredRound
+from maro_lightning.scoring import credit_round
+from maro_lightning.scoring import score_round
+
+REFERENCE, OPPONENT = "reference", "opponent"  # the frozen snapshots of the policy
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The training objective: ``loss = pg_loss + utility_coef · utility_loss`` (DESIGN §4.1)."""
+
+    clip_low: float = 0.2
+    """PPO's lower ratio clip ε (Schulman et al. 2017, arXiv 1707.06347)."""
+    clip_high: float = 0.2
+    """Upper ratio clip; DAPO (arXiv 2503.14476) raises it to 0.28 to keep exploring."""
+    beta: float = 0.0
+    """Weight of the k3 KL estimate to the frozen reference policy (0: no reference kept). DESIGN §8: 0.05
+    keeps the tiny model's action format from drifting."""
+    utility_coef: float = 0.5
+    """c_u, the weight of the utility head's regression loss."""
+    aggregation: Literal["token_mean", "sequence_mean"] = "token_mean"
+    """``token_mean``: every response token counts once (DAPO); ``sequence_mean``: every behaviour counts
+    once, its tokens share its weight (GRPO)."""
+    on_nonfinite: Literal["raise", "skip"] = "raise"
+    """A non-finite loss or gradient: ``raise`` stops the run naming the step and the quantity; ``skip``
+    drops that batch's update (on every rank) and goes on."""
+    impl: str = "auto"
+    """The fused loss implementation: auto (Triton on CUDA, else chunked), triton, chunked or reference."""
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.clip_low < 1 and self.clip_high >= 0 and self.beta >= 0 and self.utility_coef >= 0):
+            raise ValueError(f"bad loss config {self}: need 0 <= clip_low < 1, clip_high >= 0, beta >= 0, coef >= 0")
+        if self.aggregation not in ("token_mean", "sequence_mean") or self.on_nonfinite not in ("raise", "skip"):
+            raise ValueError(f"bad loss config {self}: aggregation token_mean|sequence_mean, on_nonfinite raise|skip")
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The behaviour-utility head (M3), see :class:`~maro_lightning.models.UtilityHead`."""
+
+    width: int = 256
+    """Units of each hidden layer."""
+    depth: int = 1
+    """Hidden layers (0: a linear probe)."""
+    detach_trunk: bool = True
+    """Keep the utility loss's gradients out of the policy trunk."""
+
+
+class ModuleCreditAssigner(CreditAssigner):
+    """The module's assigner: its reward hook is :meth:`MaroModule.behaviour_rewards`, so a reward scheme is
+    one method of a ``MaroModule`` subclass."""
+
+    def __init__(self, module: MaroModule, config: CreditConfig) -> None:
+        super().__init__(config)
+        self.module = module
+
+    def behaviour_rewards(self, episode: Episode, player: int) -> Tensor:
+        return self.module.behaviour_rewards(episode, player)
+
+
+class MaroModule(L.LightningModule):
+    """The MARO policy and its utility head.
+
+    Args:
+        policy: a Hugging Face model id or local folder to load, or None for the tiny local model.
+        tiny: the tiny model's sizes and tokenizer (used when ``policy`` is None).
+        dtype: the loaded model's dtype ("auto", "bfloat16", "float32", ...); the tiny model is float32.
+        attn_implementation: attention kernel; None: eager for the tiny model, else flash_attention_2 on CUDA
+            when flash-attn imports, SDPA otherwise.
+        credit: MARO's switches (M1, M2, M3, baselines).
+        head: the utility head.
+        loss: the objective.
+        sampling: decoding in rollouts and evaluation.
+        generation_batch_size: prompts per ``generate`` call (0: all due prompts at once).
+        score_batch_size: behaviours per scoring forward.
+        optimizer: the optimizer, built over the trainable parameters (LightningCLI: ``optimizer:``).
+        lr_scheduler: an optional scheduler, stepped every optimizer step (LightningCLI: ``lr_scheduler:``).
+    """
+
+    def __init__(
+        self,
+        policy: str | None = None,
+        tiny: TinyModelConfig | None = None,
+        dtype: str = "auto",
+        attn_implementation: str | None = None,
+        credit: CreditConfig | None = None,
+        head: HeadConfig | None = None,
+        loss: LossConfig | None = None,
+        sampling: SamplingConfig | None = None,
+        generation_batch_size: int = 0,
+        score_batch_size: int = 64,
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        self.policy_name, self.dtype_name, self.attn_implementation = policy, dtype, attn_implementation
+        self.tiny_config = _coerce(TinyModelConfig, tiny)
+        self.credit_config = _coerce(CreditConfig, credit)
+        self.head_config = _coerce(HeadConfig, head)
+        self.loss_config = _coerce(LossConfig, loss)
+        self.sampling = _coerce(SamplingConfig, sampling)
+        self.generation_batch_size, self.score_batch_size = generation_batch_size, score_batch_size
+        self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        for name, config in [("tiny", self.tiny_config), ("credit", self.credit_config), ("head", self.head_config)]:
+            self.hparams[name] = asdict(config)  # plain values: checkpoints load with weights_only=True
+        self.hparams["loss"], self.hparams["sampling"] = asdict(self.loss_config), asdict(self.sampling)
+        self.credit = ModuleCreditAssigner(self, self.credit_config)
+        self.policy: torch.nn.Module | None = None
+        self.utility_head: UtilityHead | None = None
+        self.tokenizer = None
+        self.snapshot_names: set[str] = {REFERENCE} if self.loss_config.beta > 0 else set()
+        self.snapshots: dict[str, torch.nn.Module] = {}  # frozen copies, outside state_dict and the optimizer
+        self._pending_snapshots: dict[str, dict[str, Tensor]] = {}
+        self.ladder_metric: OutcomeMetric | None = None
+
+    # ------------------------------------------------------------------------------------------ the model
+    def configure_model(self) -> None:
+        """Build the policy, its tokenizer, the head and the frozen snapshots; once (Lightning calls this
+        from every fit/validate/test, and inside the strategy's init context for sharded strategies)."""
+        if self.policy is not None:
+            return
+        if self.policy_name is None:
+            self.policy, self.tokenizer = build_tiny_model(self.tiny_config, self.attn_implementation or "eager")
+        else:
+            self.policy, self.tokenizer = load_policy(self.policy_name, self.dtype_name, self.attn_implementation)
+        hidden = self.policy.config.hidden_size
+        self.utility_head = UtilityHead(hidden, **asdict(self.head_config))
+        for name in sorted(self.snapshot_names):
+            self.add_snapshot(name)
+
+    def add_snapshot(self, name: str) -> torch.nn.Module:
+        """A frozen copy of the policy under ``name`` (made once; refreshed by :meth:`refresh_snapshot`)."""
+        self.snapshot_names.add(name)
+        if name not in self.snapshots and self.policy is not None:
+            snapshot = copy.deepcopy(self.policy).requires_grad_(False).eval()
+            if name in self._pending_snapshots:  # restored from a checkpoint before the copy existed
+                snapshot.load_state_dict(self._pending_snapshots.pop(name))
+            self.snapshots[name] = snapshot
+        return self.snapshots.get(name)
+
+    def refresh_snapshot(self, name: str) -> None:
+        """Copy the policy's current weights into the snapshot ``name``."""
+        self.add_snapshot(name).load_state_dict(self.policy.state_dict())
+
+    def snapshot(self, name: str) -> torch.nn.Module | None:
+        """The snapshot ``name`` on the policy's device, or None."""
+        snapshot = self.snapshots.get(name)
+        return None if snapshot is None else snapshot.to(self.device)
+
+    @property
+    def temperature(self) -> float:
+        """The sampling temperature the log-probs are computed at (1 for greedy decoding)."""
+        return self.sampling.temperature or 1.0
+
+    # --------------------------------------------------------------------------------------- the rollout
+    def policy_backend(self, name: str | None = None) -> HFGenerate:
+        """Batched generation with the policy, or with the snapshot ``name``."""
+        model = self.policy if name is None else self.snapshot(name)
+        return HFGenerate(model, self.tokenizer, batch_size=self.generation_batch_size)
+
+    def score(self, games: list[PlayedGame]) -> ScoredRound:
+        """The no-grad scoring forward of a played round (old and reference log-probs, V and Q)."""
+        return score_round(
+            self.policy,
+            self.utility_head,
+            games,
+            reference=self.snapshot(REFERENCE) if self.loss_config.beta > 0 else None,
+            temperature=self.temperature,
+            batch_size=self.score_batch_size,
+            pad_id=self.pad_id,
+        )
+
+    def credit_round(self, scored: ScoredRound, assigner: CreditAssigner | None = None) -> list[BehaviorSample]:
+        """Credit a scored round with ``assigner`` (default: the module's), over all ranks' episodes."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        gather = _all_gather_object if world > 1 else None
+        return credit_round(assigner or self.credit, scored, gather, self.global_rank)
+
+    def behaviour_rewards(self, episode: Episode, player: int) -> Tensor:
+        """Hook: the immediate rewards ρ_t of ``player``'s T behaviours in ``episode``, ``[T]`` float64.
+
+        Default: the outcome z_i on the last behaviour, 0 before (``CreditAssigner.behaviour_rewards``).
+        Override for a new reward scheme; every advantage mode then uses it (M1 through the TD errors).
+        """
+        return CreditAssigner.behaviour_rewards(self.credit, episode, player)
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return pad if pad is not None else self.tokenizer.eos_token_id
+
+    # --------------------------------------------------------------------------------------- training
+    def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> Tensor | None:
+        trunk, weight, bias = trunk_and_head(self.policy)
+        hidden = trunk(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state  # [B, L, H]
+        token_weights, normalizer = self.token_weights(batch)
+        cfg = self.loss_config
+        beta = cfg.beta if batch.ref_logprobs is not None else 0.0  # imitation rounds have no reference term
+        pg_loss, stats = fused_pg_loss(
+            hidden[batch.token_rows, batch.token_cols],  # [T, H]: only the response positions
+            weight,
+            batch.targets,
+            batch.advantages,
+            bias=bias,
+            sample_weights=token_weights,
+            old_logprobs=batch.old_logprobs,
+            ref_logprobs=batch.ref_logprobs if beta > 0 else None,
+            clip_low=cfg.clip_low,
+            clip_high=cfg.clip_high,
+            beta=beta,
+            temperature=self.temperature,
+            normalizer=normalizer,
+            impl=cfg.impl,
+        )
+        values, q_values = self.utility_head.behaviour_values(hidden, batch.prompt_last, batch.response_last)
+        utility_loss = UtilityHead.loss(values, q_values, batch.utility_targets, batch.weights)
+        loss = pg_loss + cfg.utility_coef * utility_loss
+        if not self._finite("loss", {"pg_loss": pg_loss, "utility_loss": utility_loss}):
+            return None
+        self._log_step(batch, loss, pg_loss, utility_loss, stats, values, q_values)
+        return loss
+
+    def token_weights(self, batch: TrajectoryBatch) -> tuple[Tensor, float]:
+        """Hook: the per-token weights ``[T]`` and the normaliser of the loss's sum (``aggregation``)."""
+        if self.loss_config.aggregation == "token_mean":
+            return batch.token_weights, float(batch.targets.numel())
+        lengths = batch.response_lengths[batch.token_rows].to(batch.token_weights.dtype)  # [T]
+        return batch.token_weights / lengths, float(batch.size)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        if not self._finite("gradient", {"grad_norm": norm}):
+            optimizer.zero_grad(set_to_none=True)  # AdamW skips parameters without a gradient
+        else:
+            self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+
+    def _finite(self, what: str, values: dict[str, Tensor]) -> bool:
+        """Whether every value is finite on every rank; raise, or report a skip, per ``on_nonfinite``."""
+        bad = [name for name, value in values.items() if not torch.isfinite(value).all()]
+        ok = self.trainer.strategy.reduce_boolean_decision(not bad, all=True)
+        if ok:
+            return True
+        where = f"non-finite {what} at global step {self.global_step} (batch {self.trainer.fit_loop.total_batch_idx})"
+        detail = f"{', '.join(bad) or 'on another rank'}: " + ", ".join(
+            f"{k}={v.item():.4g}" for k, v in values.items()
+        )
+        if self.loss_config.on_nonfinite == "raise":
+            raise FloatingPointError(
+                f"{where}: {detail}. Weights are unchanged by this step; lower the lr or "
+                "set loss.on_nonfinite=skip to drop such updates."
+            )
+        self.print(f"skipping the update: {where}: {detail}")
+        return False
+
+    def _log_step(self, batch, loss, pg_loss, utility_loss, stats, values, q_values) -> None:  # noqa: ANN001
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch.size)
+        metrics = {
+            "train/pg_loss": pg_loss,
+            "train/utility_loss": utility_loss,
+            "train/clip_fraction": stats["clip_fraction"],
+            "train/kl": stats["kl_mean"],
+            "train/entropy": stats["entropy"].mean(),
+            "train/logprob": stats["logprobs"].mean(),  # of the batch's tokens; −NLL in imitation rounds
+            "train/advantage_mean": batch.advantages.mean(),
+            "train/response_tokens": float(batch.targets.numel()),
+        }
+        targets = batch.utility_targets.to(values.dtype)
+        if targets.numel() > 1 and targets.var() > 0:  # undefined when every outcome is the same
+            residual = torch.cat([values - targets, q_values - targets]).detach()  # V and Q both predict y
+            metrics["train/utility_explained_variance"] = 1.0 - residual.var(correction=0) / targets.var(correction=0)
+        self.log_dict(
+            {k: v.detach() if isinstance(v, Tensor) else v for k, v in metrics.items()}, batch_size=batch.size
+        )
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------------------------- evaluation
+    def validation_step(self, match: LadderMatch, batch_idx: int) -> None:
+        self._play_ladder_match(match, "val")
+
+    def test_step(self, match: LadderMatch, batch_idx: int) -> None:
+        self._play_ladder_match(match, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_ladder("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_ladder("test")
+
+    def _play_ladder_match(self, match: LadderMatch, stage: str) -> None:
+        """Play one ladder match on its fixed seeds (sampling seeded too: same weights, same games)."""
+        if self.ladder_metric is None:
+            keys = ladder_keys(self.trainer.datamodule.evaluation)
+            self.ladder_metric = OutcomeMetric(keys).to(self.device)
+        with seeded(match.seed, self.device):
+            games = play_match(match, self.policy_backend(), self.tokenizer, self.sampling)
+        keys, rewards, success = match_outcomes(match, games)
+        self.ladder_metric.update(keys, rewards, success)
+        self.log(f"{stage}/invalid_rate/{match.game}/{match.opponent}", invalid_rate(games), batch_size=len(games))
+
+    def _log_ladder(self, stage: str) -> None:
+        if self.ladder_metric is None:
+            return
+        results = self.ladder_metric.compute()  # synced over ranks
+        self.log_dict({f"{stage}/{k}": v.float() for k, v in results.items()}, rank_zero_only=True)
+        self.ladder_metric.reset()
+
+    # ------------------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state: dict[str, Any] = {"credit": self.credit.state_dict()}
+        state["snapshots"] = {name: snap.state_dict() for name, snap in self.snapshots.items()}
+        if self.policy_name is None:
+            state["tokenizer"] = tokenizer_to_json(self.tokenizer)
+        checkpoint["maro"] = state
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("maro", {})
+        if "credit" in state:
+            self.credit.load_state_dict(state["credit"])
+        if "tokenizer" in state:
+            self.tokenizer = tokenizer_from_json(state["tokenizer"])
+        for name, weights in state.get("snapshots", {}).items():
+            if name in self.snapshots:
+                self.snapshots[name].load_state_dict(weights)
+            else:
+                self._pending_snapshots[name] = weights  # made later (add_snapshot) by whoever needs it
+
+    def save_pretrained(self, directory: str) -> None:
+        """Export the policy and its tokenizer as a Hugging Face folder (``load_policy(directory)`` reads it)."""
+        self.policy.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+
+
+def _coerce(cls: type, value: Any) -> Any:
+    """``value`` as an instance of the config dataclass ``cls``: None gives the defaults, a dict (from a
+    checkpoint's hyperparameters) its fields."""
+    if value is None:
+        return cls()
+    if isinstance(value, dict):
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
+    return value
+
+
+def _all_gather_object(obj: Any) -> list[Any]:
+    parts: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(parts, obj)
+    return parts
+
+
+class seeded:  # noqa: N801 - used like torch.no_grad
+    """Run a block with torch's RNG seeded to ``seed`` and restore the outer stream after: rollouts and
+    evaluation sample from streams of their own, so they are resumable and independent per rank."""
+
+    def __init__(self, seed: int, device: torch.device) -> None:
+        devices = [device] if device.type == "cuda" else []
+        self.fork = torch.random.fork_rng(devices=devices)
+        self.seed = seed
+
+    def __enter__(self) -> None:
+        self.fork.__enter__()
+        torch.manual_seed(self.seed % 2**63)
+
+    def __exit__(self, *exc: object) -> None:
+        self.fork.__exit__(*exc)
