@@ -171,6 +171,10 @@ class RolloutEngine:
         for (game, player), text, ids, completion in zip(batch, prompts, prompt_ids, completions, strict=True):
             if game.env.done or player not in game.env.to_act():
                 continue  # the phase closed while this answer was being generated
+            if not completion and self.tokenizer.eos_token_id is not None:
+                # A backend that returns nothing stopped at once: record the EOS HF generate would have written,
+                # so the behaviour has a token to score and train on (a 0-token response carries no gradient).
+                completion = [self.tokenizer.eos_token_id]
             self._record(game, text, ids, completion)
             game.env.step(player, self.tokenizer.decode(completion, skip_special_tokens=True))
 

@@ -1,0 +1,232 @@
+"""Unit tests of the trajectory data: batch plans, collation, and the data module's resumable state."""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from maro_lightning.credit import BehaviorSample
+from maro_lightning.data import TrajectoryBatch
+from maro_lightning.data import TrajectoryDataModule
+from maro_lightning.data import batch_plan
+from maro_lightning.data import collate
+
+PAD = 0
+
+
+def sample(
+    prompt: list[int] | None,
+    response: list[int] | None,
+    *,
+    role: str = "seller",
+    game: str = "bazaar",
+    advantage: float = 0.5,
+    weight: float = 1.0,
+    old: bool = True,
+    ref: bool = False,
+    episode_id: str = "bazaar/1",
+) -> BehaviorSample:
+    """A scored behaviour built by hand (no game, no model); ids >= 1 so that padding (0) is recognisable."""
+    n = len(response or [])
+    return BehaviorSample(
+        episode_id=episode_id,
+        game=game,
+        seed=1,
+        player=0,
+        role=role,
+        turn=0,
+        step=0,
+        num_steps=1,
+        valid=True,
+        prompt="p",
+        response="r",
+        z=advantage / 2,
+        success=advantage > 0,
+        value=0.0,
+        q_value=0.0,
+        utility=0.0,
+        reward=0.0,
+        weight=weight,
+        advantage=advantage,
+        utility_target=-advantage,
+        prompt_ids=None if prompt is None else torch.tensor(prompt),
+        response_ids=None if response is None else torch.tensor(response),
+        old_logprobs=-torch.arange(1, n + 1, dtype=torch.float32) / 10 if old else None,
+        ref_logprobs=-torch.arange(1, n + 1, dtype=torch.float32) / 20 if ref else None,
+    )
+
+
+def rows(n: int, **kwargs) -> list[BehaviorSample]:
+    """``n`` samples with distinct ids and lengths."""
+    return [sample(list(range(1, 2 + i % 3)), [10 + i] * (1 + i % 4), advantage=i / n, **kwargs) for i in range(n)]
+
+
+# ------------------------------------------------------------------------------------------------ plans
+def test_shuffle_covers_every_index_once_per_pass_and_is_seeded():
+    samples = rows(10)
+    plan = batch_plan(samples, batch_size=4, passes=3, sampling="shuffle", rng=random.Random(5))
+    per_pass = math.ceil(10 / 4)
+    assert len(plan) == 3 * per_pass
+    passes = [plan[i * per_pass : (i + 1) * per_pass] for i in range(3)]
+    for batches in passes:
+        assert sorted(i for batch in batches for i in batch) == list(range(10))
+        assert [len(b) for b in batches] == [4, 4, 2]
+    assert passes[0] != passes[1]  # a fresh permutation every pass
+    assert plan == batch_plan(samples, 4, 3, "shuffle", random.Random(5))
+    assert plan != batch_plan(samples, 4, 3, "shuffle", random.Random(6))
+
+
+def test_role_balanced_draws_rare_and_common_roles_alike():
+    samples = rows(18, role="buyer") + rows(2, role="seller")  # 9:1
+    plan = batch_plan(samples, batch_size=5, passes=3, sampling="role_balanced", rng=random.Random(0))
+    assert len(plan) == 3 * math.ceil(20 / 5) and all(len(batch) == 5 for batch in plan)
+    roles = [Counter(samples[i].role for i in batch) for batch in plan]
+    assert all(abs(c["buyer"] - c["seller"]) <= 1 for c in roles)  # 3/2 or 2/3 in every batch
+    total = sum(roles, Counter())
+    assert abs(total["buyer"] - total["seller"]) <= len(plan)
+    assert total["seller"] >= 0.4 * sum(total.values())  # not the 10% a shuffle gives
+    assert set(i for batch in plan for i in batch) == set(range(20))  # every row appears
+    assert {c["buyer"] for c in roles} == {2, 3}  # the extra row goes to either role
+
+
+def test_role_balanced_keys_roles_by_game():
+    samples = rows(6, game="bazaar", role="p0") + rows(2, game="deal", role="p0")
+    plan = batch_plan(samples, batch_size=4, passes=2, sampling="role_balanced", rng=random.Random(1))
+    assert all(Counter(samples[i].game for i in batch) == {"bazaar": 2, "deal": 2} for batch in plan)
+
+
+# -------------------------------------------------------------------------------------------- collation
+def test_collate_pads_on_the_right_and_lines_up_predictions():
+    prompts, responses = [[1, 2, 3], [4, 5, 6, 7, 8], [9, 10]], [[11, 12], [13], [14, 15, 16, 17]]
+    advantages, weights, roles = [1.0, -2.0, 0.5], [0.5, 1.0, 2.0], ["seller", "buyer", "seller"]
+    samples = [
+        sample(p, r, advantage=a, weight=w, ref=True, role=role)
+        for p, r, a, w, role in zip(prompts, responses, advantages, weights, roles, strict=True)
+    ]
+    batch = collate(samples, pad_id=PAD)
+    assert isinstance(batch, TrajectoryBatch) and batch.size == 3
+    assert batch.input_ids.shape == (3, 6) and batch.input_ids.dtype == torch.long
+    for row, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+        n = len(p) + len(r)
+        assert batch.input_ids[row].tolist() == p + r + [PAD] * (6 - n)
+        assert batch.attention_mask[row].tolist() == [1] * n + [0] * (6 - n)
+    assert batch.targets.tolist() == [11, 12, 13, 14, 15, 16, 17]
+    assert batch.token_rows.tolist() == [0, 0, 1, 2, 2, 2, 2]
+    assert batch.token_cols.tolist() == [2, 3, 4, 1, 2, 3, 4]
+    assert torch.equal(batch.input_ids[batch.token_rows, batch.token_cols + 1], batch.targets)
+    assert batch.prompt_last.tolist() == [2, 4, 1] and batch.response_last.tolist() == [4, 5, 5]
+    assert batch.response_lengths.tolist() == [2, 1, 4]
+    assert batch.advantages.tolist() == [1.0, 1.0, -2.0, 0.5, 0.5, 0.5, 0.5]
+    assert batch.token_weights.tolist() == [0.5, 0.5, 1.0, 2.0, 2.0, 2.0, 2.0]
+    assert batch.weights.tolist() == [0.5, 1.0, 2.0] and batch.utility_targets.tolist() == [-1.0, 2.0, -0.5]
+    assert torch.equal(batch.old_logprobs, torch.cat([s.old_logprobs for s in samples]))
+    assert torch.equal(batch.ref_logprobs, torch.cat([s.ref_logprobs for s in samples]))
+    assert batch.keys == ["bazaar/seller", "bazaar/buyer", "bazaar/seller"]
+    assert batch.success.tolist() == [True, False, True] and batch.valid.tolist() == [True] * 3
+
+
+def test_collate_pad_id_is_the_one_given():
+    batch = collate([sample([1], [2]), sample([3, 4, 5], [6])], pad_id=77)
+    assert batch.input_ids[0].tolist() == [1, 2, 77, 77]
+
+
+def test_collate_log_probs_all_or_none():
+    batch = collate([sample([1], [2], old=False), sample([3], [4, 5], old=False)], PAD)
+    assert batch.old_logprobs is None and batch.ref_logprobs is None
+    with pytest.raises(ValueError, match="old_logprobs"):
+        collate([sample([1], [2]), sample([3], [4], old=False)], PAD)
+    with pytest.raises(ValueError, match="ref_logprobs"):
+        collate([sample([1], [2], ref=True), sample([3], [4])], PAD)
+
+
+def test_collate_names_unscored_samples():
+    with pytest.raises(ValueError, match=r"unscored: \['deal/42'\] of 2"):
+        collate([sample([1], [2]), sample(None, None, episode_id="deal/42")], PAD)
+    with pytest.raises(ValueError, match="unscored"):
+        collate([], PAD)
+
+
+# -------------------------------------------------------------------------------------- the data module
+def attach(dm: TrajectoryDataModule, pad: int = PAD) -> TrajectoryDataModule:
+    """``next_batch`` reads the pad id from ``trainer.lightning_module.tokenizer``: a stand-in trainer."""
+    dm.trainer = SimpleNamespace(lightning_module=SimpleNamespace(tokenizer=SimpleNamespace(pad_token_id=pad)))
+    return dm
+
+
+def same(a: TrajectoryBatch, b: TrajectoryBatch) -> bool:
+    for name, value in vars(a).items():
+        other = getattr(b, name)
+        if isinstance(value, torch.Tensor) and not torch.equal(value, other):
+            return False
+        if not isinstance(value, torch.Tensor) and value != other:
+            return False
+    return True
+
+
+@pytest.mark.parametrize("sampling", ["shuffle", "role_balanced"])
+def test_state_round_trip_gives_the_same_next_batches(sampling):
+    first = rows(7, role="seller")
+    second = rows(5, role="buyer")
+    dm = attach(TrajectoryDataModule(batch_size=5, passes=1, sampling=sampling, buffer_rounds=2, seed=3))
+    dm.push(first)
+    dm.push(second)
+    assert len(dm.buffer) == 12 and len(dm.plan) == 3
+    taken = [dm.next_batch() for _ in range(2)]
+    assert all(b.size == 5 for b in taken)
+
+    buffer = io.BytesIO()
+    torch.save(dm.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    fresh = attach(TrajectoryDataModule(batch_size=5, passes=1, sampling=sampling, buffer_rounds=2, seed=3))
+    fresh.load_state_dict(state)
+
+    assert fresh.round_index == 2 and fresh.cursor == 2 and len(fresh.buffer) == 12
+    expected = [dm.next_batch() for _ in range(6)]  # the rest of this plan, then a new plan from the RNG
+    restored = [fresh.next_batch() for _ in range(6)]
+    assert all(same(a, b) for a, b in zip(expected, restored, strict=True))
+    assert dm.rng.getstate() == fresh.rng.getstate()
+    unrestored = attach(TrajectoryDataModule(batch_size=5, passes=1, sampling=sampling, buffer_rounds=2, seed=3))
+    unrestored.push(first)
+    unrestored.push(second)
+    assert not all(same(a, unrestored.next_batch()) for a in expected)  # the state is what made them equal
+
+
+def test_buffer_keeps_the_newest_rounds():
+    dm = attach(TrajectoryDataModule(batch_size=4, buffer_rounds=2))
+    rounds = [rows(3, episode_id=f"bazaar/{r}") for r in range(3)]
+    for r in rounds:
+        dm.push(r)
+    assert [s.episode_id for s in dm.buffer] == ["bazaar/1"] * 3 + ["bazaar/2"] * 3 and dm.round_index == 3
+
+
+def test_next_batch_replans_when_the_plan_is_used_up():
+    dm = attach(TrajectoryDataModule(batch_size=4, passes=1))
+    with pytest.raises(RuntimeError, match="buffer is empty"):
+        dm.next_batch()
+    dm.push(rows(6))
+    batches = [dm.next_batch() for _ in range(5)]  # 2 a plan: the third batch starts another pass
+    assert [b.size for b in batches] == [4, 2, 4, 2, 4] and dm.cursor == 1
+    with pytest.raises(ValueError, match="empty round"):
+        dm.push([])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 0}, "batch_size, passes, buffer_rounds >= 1; got 0, 1, 1"),
+        ({"passes": 0}, "got 32, 0, 1"),
+        ({"buffer_rounds": 0}, "got 32, 1, 0"),
+        ({"sampling": "stratified"}, "sampling must be 'shuffle' or 'role_balanced', got 'stratified'"),
+        ({"persist_dir": "runs/x", "replay_dir": "runs/x"}, "persist_dir and replay_dir must differ"),
+    ],
+)
+def test_constructor_errors_say_what_is_wrong(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        TrajectoryDataModule(**kwargs)
