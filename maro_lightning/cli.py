@@ -49,9 +49,19 @@ def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
     from maro_lightning.data import TrajectoryDataModule
     from maro_lightning.module import MaroModule
 
+    class MaroCLI(LightningCLI):
+        def instantiate_classes(self) -> None:
+            """A value that type-checks but that a class rejects (an unknown game or agent in a GameSpec, a bad
+            option, fsdp on a CPU) fails here, before anything is built or played: one line naming the problem
+            and exit status 2, as for a parse error, instead of jsonargparse's chained tracebacks."""
+            try:
+                super().instantiate_classes()
+            except (ValueError, TypeError) as err:
+                self.parser.exit(2, f"maro {self.subcommand}: error: bad config: {_root_cause(err)}\n")
+
     configured = any(a in ("-c", "--config") or a.startswith("--config=") for a in argv)
     defaults = {} if configured or not DEMO_CONFIG.exists() else {"default_config_files": [str(DEMO_CONFIG)]}
-    LightningCLI(
+    MaroCLI(
         MaroModule,
         TrajectoryDataModule,
         subclass_mode_model=True,  # `model: class_path: my_package.MyModule` trains a subclass
@@ -60,6 +70,14 @@ def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
         parser_kwargs={command: defaults for command in LIGHTNING_COMMANDS},
     )
     return 0
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The exception at the bottom of a ``raise ... from`` chain (jsonargparse wraps a class's own error in
+    "Does not validate against any of the Union subtypes" once per enclosing type)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return err
 
 
 def _parser() -> argparse.ArgumentParser:
