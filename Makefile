@@ -16,9 +16,7 @@ $(BIN)/maro: pyproject.toml
 	touch $(BIN)/maro
 
 demo: $(BIN)/maro
-	$(BIN)/maro play --game bazaar --seats boulware,linear --seed 3
-	$(BIN)/maro play --game deal --seats greedy,hardliner --seed 1
-	$(BIN)/maro play --game mafia --seats scripted --seed 7
+	OMP_NUM_THREADS=1 $(BIN)/maro fit
 
 lint: $(BIN)/maro
 	$(BIN)/ruff check .

@@ -107,27 +107,20 @@ class SimulationCallback(L.Callback):
     def play_round(self, trainer: L.Trainer, module: MaroModule) -> dict[str, float]:
         """Play, score and credit one round, push it to the data module; returns the round's metrics."""
         imitate = self.rounds < self.imitation_rounds
+        self._refresh_snapshots(trainer, module)
         train_seconds = time.perf_counter() - self._round_end
         start = time.perf_counter()
         engine = self._engine(module)
+        seed = self.round_seed(trainer.global_rank)
         opponent = module.policy_backend(OPPONENT) if self.uses_opponent else None
-        with seeded(self.round_seed(trainer.global_rank), module.device):
-            games = engine.play(
-                self.games_per_round,
-                self.round_seed(trainer.global_rank),
-                module.policy_backend(),
-                opponent,
-                imitate=imitate,
-            )
+        with seeded(seed, module.device):
+            games = engine.play(self.games_per_round, seed, module.policy_backend(), opponent, imitate=imitate)
         played = time.perf_counter()
         samples = module.credit_round(module.score(games), self.imitation_credit if imitate else None)
         if imitate:
             _as_imitation(samples)
         trainer.datamodule.push(samples)
         self.rounds, self.last_step = self.rounds + 1, trainer.global_step
-        self._refresh_snapshots(module)
-        if self.rl_lr is not None and self.rounds == self.imitation_rounds:
-            _set_learning_rate(trainer, self.rl_lr)
         self._round_end = time.perf_counter()
         timing = {"rollout/play_seconds": played - start, "rollout/score_seconds": self._round_end - played}
         metrics = (
@@ -145,11 +138,15 @@ class SimulationCallback(L.Callback):
             self.engine = RolloutEngine(self.games, module.tokenizer, module.sampling)
         return self.engine
 
-    def _refresh_snapshots(self, module: MaroModule) -> None:
+    def _refresh_snapshots(self, trainer: L.Trainer, module: MaroModule) -> None:
+        """Before a round: the first RL round after a warm start anchors the KL reference to the cloned policy
+        (DESIGN §8) and switches to ``rl_lr``; the frozen opponent follows the policy every few rounds."""
         warm_start_over = self.imitation_rounds > 0 and self.rounds == self.imitation_rounds
         if warm_start_over and REFERENCE in module.snapshots:
-            module.refresh_snapshot(REFERENCE)  # the KL anchors to the warm-started policy (DESIGN §8)
-        if self.uses_opponent and (warm_start_over or self.rounds % self.opponent_refresh == 0):
+            module.refresh_snapshot(REFERENCE)
+        if warm_start_over and self.rl_lr is not None:
+            _set_learning_rate(trainer, self.rl_lr)
+        if self.uses_opponent and self.rounds > 0 and (warm_start_over or self.rounds % self.opponent_refresh == 0):
             module.refresh_snapshot(OPPONENT)
 
     def _metrics(

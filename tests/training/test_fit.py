@@ -41,11 +41,13 @@ def test_a_few_steps_per_game_change_the_weights(game):
 def test_imitation_rounds_clone_the_teacher_then_rl_takes_over():
     L.seed_everything(0, verbose=False)
     module, dm = tiny_module(), data()
-    sim = simulation(imitation_rounds=2)
+    sim = simulation(imitation_rounds=2, rl_lr=1e-4)
     pushed = []
     push = dm.push
     dm.push = lambda samples: pushed.append(samples) or push(samples)
-    L.Trainer(max_steps=8, callbacks=[sim], **QUIET).fit(module, datamodule=dm)
+    trainer = L.Trainer(max_steps=8, callbacks=[sim], **QUIET)
+    trainer.fit(module, datamodule=dm)
+    assert [g["lr"] for g in trainer.optimizers[0].param_groups] == [1e-4]  # RL's rate after the warm start
     teacher, rl = pushed[0], pushed[-1]
     assert all(s.advantage == 1.0 and s.old_logprobs is None for s in teacher)  # imitation: the NLL
     assert any(s.response.startswith(("How", "[", "Let", "I")) for s in teacher)  # the linear agent's text
