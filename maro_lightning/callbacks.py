@@ -16,6 +16,8 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.utilities import rank_zero_warn
 
 from maro_lightning.credit import BehaviorSample
 from maro_lightning.credit import CreditAssigner
@@ -88,6 +90,12 @@ class SimulationCallback(L.Callback):
             raise TypeError(f"SimulationCallback needs a MaroModule, got {type(pl_module).__name__}")
         if stage == "fit" and self.uses_opponent:
             pl_module.add_snapshot(OPPONENT)  # before configure_model: made there, restored by a resume
+        if isinstance(trainer.strategy, FSDPStrategy):
+            rank_zero_warn(
+                "SimulationCallback under FSDP has not been run yet: generation and the frozen snapshots work on "
+                "the policy outside FSDP's forward, and ranks must run the same number of forwards. For a model "
+                "that fits on one GPU, --trainer.strategy ddp is the tested path."
+            )
 
     def on_train_start(self, trainer: L.Trainer, pl_module: MaroModule) -> None:
         self.outcomes.to(pl_module.device)

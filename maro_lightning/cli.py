@@ -29,7 +29,7 @@ POLICY_SEAT = "policy"
 def main(args: Sequence[str] | None = None) -> int:
     """Entry point; ``args`` defaults to ``sys.argv[1:]`` (a list, so that tests can call it)."""
     argv = list(sys.argv[1:] if args is None else args)
-    if argv[:1] != ["play"]:
+    if argv[:1] and argv[0] in LIGHTNING_COMMANDS:
         return _lightning(argv, args)
     parser = _parser()
     ns = parser.parse_args(argv)
