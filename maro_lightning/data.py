@@ -27,10 +27,12 @@ from typing import Literal
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torch.utils.data import IterableDataset
 
+from maro_lightning import distributed
 from maro_lightning import persistence
 from maro_lightning.credit import BehaviorSample
 from maro_lightning.evaluation import LadderConfig
@@ -310,19 +312,32 @@ class TrajectoryDataModule(L.LightningDataModule):
 
     # ---------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        """The buffer, the plan and its position, and the RNG: a resumed run trains on the same batches."""
-        rounds = [[_row(s) for s in r] for r in self.rounds]
-        version, state, gauss = self.rng.getstate()
+        """Every rank's buffer, plan, plan position and RNG (gathered: Lightning saves rank 0's checkpoint, and
+        each rank has its own games), so a resumed run trains on the same batches on every rank."""
+        return {"ranks": distributed.all_gather_object(self._local_state())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        ranks = state["ranks"]
+        if len(ranks) != distributed.world_size():  # another world size: start with a fresh round instead
+            rank_zero_warn(
+                f"the checkpoint's buffer is of {len(ranks)} ranks, not {distributed.world_size()}: "
+                "it is dropped and the run starts with a new round"
+            )
+            return
+        self._load_local_state(ranks[distributed.rank()])
+
+    def _local_state(self) -> dict[str, Any]:
+        version, rng_state, gauss = self.rng.getstate()
         return {
-            "rounds": rounds,
+            "rounds": [[_row(s) for s in r] for r in self.rounds],
             "round_index": self.round_index,
             "plan": self.plan,
             "cursor": self.cursor,
             "replay_position": self.replay_position,
-            "rng": [version, list(state), gauss],
+            "rng": [version, list(rng_state), gauss],
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def _load_local_state(self, state: dict[str, Any]) -> None:
         self.rounds.clear()
         self.rounds.extend([BehaviorSample(**row) for row in r] for r in state["rounds"])
         self.round_index, self.plan, self.cursor = state["round_index"], state["plan"], state["cursor"]

@@ -26,6 +26,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
 from maro_kernels import fused_pg_loss
+from maro_lightning import distributed
 from maro_lightning.credit import BehaviorSample
 from maro_lightning.credit import CreditAssigner
 from maro_lightning.credit import CreditConfig
@@ -222,9 +223,8 @@ class MaroModule(L.LightningModule):
 
     def credit_round(self, scored: ScoredRound, assigner: CreditAssigner | None = None) -> list[BehaviorSample]:
         """Credit a scored round with ``assigner`` (default: the module's), over all ranks' episodes."""
-        world = self.trainer.world_size if self._trainer is not None else 1
-        gather = _all_gather_object if world > 1 else None
-        return credit_round(assigner or self.credit, scored, gather, self.global_rank)
+        gather = distributed.all_gather_object if distributed.world_size() > 1 else None
+        return credit_round(assigner or self.credit, scored, gather, distributed.rank())
 
     def behaviour_rewards(self, episode: Episode, player: int) -> Tensor:
         """Hook: the immediate rewards ρ_t of ``player``'s T behaviours in ``episode``, ``[T]`` float64.
@@ -395,12 +395,6 @@ def _coerce(cls: type, value: Any) -> Any:
     if isinstance(value, dict):
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
     return value
-
-
-def _all_gather_object(obj: Any) -> list[Any]:
-    parts: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(parts, obj)
-    return parts
 
 
 class seeded:  # noqa: N801 - used like torch.no_grad

@@ -230,3 +230,15 @@ def test_next_batch_replans_when_the_plan_is_used_up():
 def test_constructor_errors_say_what_is_wrong(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("[", r"\[")):
         TrajectoryDataModule(**kwargs)
+
+
+def test_a_buffer_saved_by_another_world_size_is_dropped_with_a_warning():
+    dm = attach(TrajectoryDataModule(batch_size=4))
+    dm.push(rows(6, role="seller"))
+    state = dm.state_dict()
+    assert len(state["ranks"]) == 1  # one process: its own state
+    two_ranks = {"ranks": state["ranks"] * 2}
+    fresh = attach(TrajectoryDataModule(batch_size=4))
+    with pytest.warns(UserWarning, match="of 2 ranks, not 1"):
+        fresh.load_state_dict(two_ranks)
+    assert fresh.needs_round and not fresh.buffer

@@ -8,6 +8,7 @@ from helpers import data
 from helpers import flat_params
 from helpers import simulation
 from helpers import tiny_module
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class CheckRanks(L.Callback):
@@ -40,3 +41,44 @@ def test_two_rank_ddp_keeps_replicas_in_sync(monkeypatch):
     trainer = L.Trainer(strategy="ddp_spawn", devices=2, max_steps=3, callbacks=[simulation(), CheckRanks()], **QUIET)
     trainer.fit(tiny_module(), datamodule=data())  # the checks run inside the ranks; a failure fails the fit
     assert torch.isfinite(trainer.callback_metrics["train/loss"])  # rank 0's metrics come back to the parent
+
+
+class SaveRankLosses(L.Callback):
+    """Writes each rank's losses, and rank 0 the final parameters, to ``directory``."""
+
+    def __init__(self, directory) -> None:  # noqa: ANN001
+        self.directory, self.losses = directory, []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001
+        self.losses.append(float(outputs["loss"]))
+
+    def on_train_end(self, trainer, pl_module):  # noqa: ANN001
+        state = {"losses": self.losses, "params": flat_params(pl_module)}
+        torch.save(state, self.directory / f"rank{trainer.global_rank}.pt")
+
+
+def ddp_run(directory, max_steps, ckpt_path=None):  # noqa: ANN001
+    L.seed_everything(0, verbose=False)
+    directory.mkdir()
+    checkpoints = ModelCheckpoint(dirpath=directory, every_n_train_steps=2, save_top_k=-1, filename="{step}")
+    callbacks = [simulation(rollout_every=2), SaveRankLosses(directory), checkpoints]
+    trainer = L.Trainer(
+        strategy="ddp_spawn",
+        devices=2,
+        max_steps=max_steps,
+        callbacks=callbacks,
+        **{**QUIET, "enable_checkpointing": True},
+    )
+    trainer.fit(tiny_module(), datamodule=data(batch_size=4), ckpt_path=ckpt_path)
+    return [torch.load(directory / f"rank{r}.pt") for r in range(2)]
+
+
+def test_two_rank_resume_continues_each_ranks_own_stream(tmp_path, monkeypatch):
+    for name in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK", "LOCAL_RANK", "PL_GLOBAL_SEED"):
+        monkeypatch.delenv(name, raising=False)
+    straight = ddp_run(tmp_path / "a", max_steps=4)
+    resumed = ddp_run(tmp_path / "b", max_steps=4, ckpt_path=tmp_path / "a" / "step=2.ckpt")
+    for rank in range(2):  # each rank resumes its own buffer and plan, not rank 0's
+        assert resumed[rank]["losses"] == straight[rank]["losses"][2:]
+        assert torch.equal(resumed[rank]["params"], straight[rank]["params"])
+    assert straight[0]["losses"] != straight[1]["losses"]
