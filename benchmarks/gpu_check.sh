@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # GPU checks of maro_kernels (the fused policy-gradient loss), for a machine with one CUDA device, e.g. an H100.
 # Runs the `gpu` tests, then the benchmark at the issue's shape (N=16384, H=4096, V=128256, bf16) and one smaller
-# shape, and prints one markdown table. Time limits: tests 120 s, benchmark 320 s, so under 8 minutes in all.
-# Needs torch and triton (and pytest for the tests); the project need not be installed: kernels/ goes on the path.
+# shape, then a short real training run of the tiny model on the GPU (train_smoke.py), printing markdown tables.
+# Time limits: tests 100 s, benchmark 260 s, training 100 s, so under 8 minutes in all. Needs torch and triton (and
+# pytest for the tests, lightning + transformers for the training run); the project need not be installed: kernels/
+# and maro_lightning/ go on the path.
 #
 #   bash benchmarks/gpu_check.sh [extra bench_pg_loss.py flags, e.g. --impls triton matmul3]
 set -euo pipefail
@@ -13,20 +15,23 @@ PYTHON=${PYTHON:-python}
 shim=$(mktemp -d)
 trap 'rm -rf "$shim"' EXIT
 ln -s "$PWD/kernels" "$shim/maro_kernels"
-export PYTHONPATH="$shim${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONPATH="$shim:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PYTHON" -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)'
 
 # -m gpu overrides pyproject's default `-m "not gpu and not slow"`; confcutdir keeps other packages' conftests out.
 if "$PYTHON" -c 'import pytest' 2>/dev/null; then
-  timeout 120 "$PYTHON" -m pytest -q -m gpu --confcutdir=tests/kernels tests/kernels || echo "GPU TESTS FAILED (rc=$?)"
+  timeout 100 "$PYTHON" -m pytest -q -m gpu --confcutdir=tests/kernels tests/kernels || echo "GPU TESTS FAILED (rc=$?)"
 else
   echo "GPU TESTS NOT RUN: pytest is not installed here (put a pure-Python pytest on PYTHONPATH)"
 fi
 
 # One table, the issue's shape first. Rows stream out as measured, so a time limit keeps what was done; impls that
 # cannot run (Liger is not on the image, torch.compile past its 100 s) say n/a.
-timeout 320 "$PYTHON" benchmarks/bench_pg_loss.py --device cuda --dtype bfloat16 \
+timeout 260 "$PYTHON" benchmarks/bench_pg_loss.py --device cuda --dtype bfloat16 \
   --shapes 16384x4096x128256 4096x2048x32000 --repeats 5 --timeout 100 "$@" \
   || echo "BENCHMARK FAILED OR TIMED OUT (rc=$?)"
+
+# The whole loop on the GPU: generation, scoring, credit, the Triton loss in training_step.
+timeout 100 "$PYTHON" benchmarks/train_smoke.py --device cuda --steps 30 || echo "TRAINING RUN FAILED OR TIMED OUT (rc=$?)"
