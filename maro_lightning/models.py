@@ -4,9 +4,11 @@ and the behaviour-utility head (DESIGN §5, M3)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -116,6 +118,7 @@ TINY_CHAT_TEMPLATE = (
 )
 # Words split from numbers and from each punctuation mark: "[Offer: $92]" -> "[", "Offer", ":", "$", "92", "]".
 _WORD_PIECES = r"\d+|[A-Za-z_]+|[^\sA-Za-z\d_]"
+GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")  # what the tiny tokenizer saves as
 MAX_INT_TOKEN = 1000  # every integer 0..1000 is one token (DESIGN §8: what makes the tiny model learn prices)
 
 
@@ -244,7 +247,7 @@ def load_policy(
     attn_implementation: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A causal LM and its tokenizer from a Hugging Face id or a local folder (a saved tiny model too)."""
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    tokenizer = _load_tokenizer(name_or_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # decoder-only models often ship no pad token
     tokenizer.padding_side = "left"
@@ -252,6 +255,16 @@ def load_policy(
         name_or_path, dtype=dtype, attn_implementation=attn_implementation or default_attn_implementation()
     )
     return model, tokenizer
+
+
+def _load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """The folder's tokenizer. A generic ``tokenizers`` tokenizer (the tiny model's, exported by
+    ``MaroModule.save_pretrained``) loads as exactly that: ``AutoTokenizer`` would pick the tokenizer class of the
+    model type in ``config.json`` (Qwen2's) and replace its pre-tokenizer, splitting "$92" differently."""
+    config = Path(name_or_path) / "tokenizer_config.json"
+    if config.is_file() and json.loads(config.read_text()).get("tokenizer_class") in GENERIC_TOKENIZER_CLASSES:
+        return PreTrainedTokenizerFast.from_pretrained(name_or_path)
+    return AutoTokenizer.from_pretrained(name_or_path)
 
 
 def trunk_and_head(model: PreTrainedModel) -> tuple[torch.nn.Module, torch.nn.Parameter, torch.nn.Parameter | None]:

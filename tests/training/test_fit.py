@@ -108,3 +108,18 @@ def test_validate_plays_the_ladder_with_wilson_intervals():
     for key in keys:
         assert results[f"{key}/success_low"] <= results[f"{key}/success"] <= results[f"{key}/success_high"]
     assert any(k.startswith("val/invalid_rate/bazaar/") for k in results)
+
+
+def test_a_trained_tiny_policy_exports_and_reloads_as_a_hugging_face_folder(tmp_path):
+    from maro_lightning.models import load_policy
+
+    module = tiny_module()
+    module.configure_model()
+    module.save_pretrained(str(tmp_path / "policy"))
+    model, tokenizer = load_policy(str(tmp_path / "policy"), dtype="float32", attn_implementation="eager")
+    text = "[Offer: $92] S L=100"
+    assert tokenizer(text)["input_ids"] == module.tokenizer(text)["input_ids"]
+    assert tokenizer.chat_template == module.tokenizer.chat_template
+    ids = torch.tensor([module.tokenizer(text)["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, module.policy(input_ids=ids).logits)
