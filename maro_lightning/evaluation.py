@@ -47,6 +47,10 @@ class LadderConfig:
     """Per game, env options laid over ``{"obs_format": "compact"}`` (the default for every game, the format
     the tiny model is trained on)."""
 
+    learner_players: dict[str, tuple[int, ...]] | None = None
+    """Per game, the players the policy may take (e.g. ``{"bazaar": [1]}``: always the buyer); None, or a game
+    left out, means any player, drawn per game."""
+
     def __post_init__(self) -> None:
         valid_games = envs.names()
         _check(len(self.games) > 0, "the ladder needs at least one game")
@@ -54,12 +58,20 @@ class LadderConfig:
             _check(game in valid_games, f"unknown game {game!r}; choose from: {', '.join(valid_games)}")
         _check(len(set(self.games)) == len(self.games), f"a game is listed twice in {list(self.games)}")
         _check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
-        for field_name, per_game in (("opponents", self.opponents), ("options", self.options)):
+        per_game_fields = (
+            ("opponents", self.opponents),
+            ("options", self.options),
+            ("learner_players", self.learner_players),
+        )
+        for field_name, per_game in per_game_fields:
             for game in per_game or {}:
                 _check(game in self.games, f"{field_name} names {game!r}, which is not in games {list(self.games)}")
         for game in self.games:
             self._check_opponents(game)
-            envs.make(game, **self.options_of(game))  # unknown options fail now, naming the valid ones
+            env = envs.make(game, **self.options_of(game))  # unknown options fail now, naming the valid ones
+            env.reset(0)
+            unknown = set(self.learners_of(game) or ()) - set(env.roles)
+            _check(not unknown, f"{game}: learner_players {sorted(unknown)} are not players {sorted(env.roles)}")
 
     def opponents_of(self, game: str) -> list[str]:
         """The scripted agents the policy meets in ``game``, in the configured order."""
@@ -70,6 +82,10 @@ class LadderConfig:
     def options_of(self, game: str) -> dict[str, Any]:
         """The env options of ``game``: the compact default with the configured options on top."""
         return {**DEFAULT_OPTIONS, **((self.options or {}).get(game) or {})}
+
+    def learners_of(self, game: str) -> tuple[int, ...] | None:
+        """The players the policy may take in ``game`` (None: any)."""
+        return None if self.learner_players is None else self.learner_players.get(game)
 
     def _check_opponents(self, game: str) -> None:
         chosen, valid = self.opponents_of(game), envs.agent_names(game)
@@ -88,12 +104,20 @@ class LadderMatch:
     seed: int
     episodes: int
     options: dict[str, Any]
+    learner_players: tuple[int, ...] | None = None
 
 
 def ladder_matches(config: LadderConfig) -> list[LadderMatch]:
     """One match per (game, opponent), in config order, each with its own fixed seed."""
     return [
-        LadderMatch(game, opponent, match_seed(config.seed, game, opponent), config.episodes, config.options_of(game))
+        LadderMatch(
+            game,
+            opponent,
+            match_seed(config.seed, game, opponent),
+            config.episodes,
+            config.options_of(game),
+            config.learners_of(game),
+        )
         for game in config.games
         for opponent in config.opponents_of(game)
     ]
@@ -137,7 +161,8 @@ def play_match(
     The deals, seats and scripted agents derive from ``match.seed``; the policy's sampling draws from
     torch's RNG (greedy ``temperature=0`` makes the whole match repeatable).
     """
-    spec = GameSpec(match.game, options=dict(match.options), opponents={match.opponent: 1.0})
+    learners = None if match.learner_players is None else list(match.learner_players)
+    spec = GameSpec(match.game, options=dict(match.options), opponents={match.opponent: 1.0}, learner_players=learners)
     return RolloutEngine([spec], tokenizer, sampling).play(match.episodes, match.seed, backend)
 
 

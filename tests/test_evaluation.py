@@ -64,6 +64,7 @@ def test_defaults_cover_every_bazaar_agent_in_compact_format():
         ({"opponents": {"deal": ("greedy",)}}, "not in games"),
         ({"options": {"mafia": {}}}, "not in games"),
         ({"episodes": 0}, "episodes must be >= 1"),
+        ({"learner_players": {"bazaar": (2,)}}, r"learner_players \[2\] are not players \[0, 1\]"),
     ],
 )
 def test_bad_configs_fail_early(kwargs, message):
@@ -132,6 +133,14 @@ def test_every_default_ladder_runs_and_reports_known_keys(tiny):
         games = play_match(match, EndOfText(tokenizer.eos_token_id), tokenizer, SAMPLING)
         metric.update(*match_outcomes(match, games))  # raises on a key outside ladder_keys
     assert sum(v.item() for k, v in metric.compute().items() if k.endswith("/n")) == 2 * len(ladder_matches(config))
+
+
+def test_learner_players_fix_the_policy_seat(tiny):
+    _, tokenizer = tiny
+    config = LadderConfig(opponents={"bazaar": ("linear",)}, episodes=6, learner_players={"bazaar": (1,)})
+    (match,) = ladder_matches(config)
+    keys, _, _ = match_outcomes(match, play_match(match, EndOfText(tokenizer.eos_token_id), tokenizer, SAMPLING))
+    assert keys == ["bazaar/linear/buyer"] * 6
 
 
 def _turn(index: int, player: int, valid: bool) -> Turn:
