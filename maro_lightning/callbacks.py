@@ -158,7 +158,12 @@ class SimulationCallback(L.Callback):
             module.refresh_snapshot(OPPONENT)
 
     def _metrics(
-        self, games: list[PlayedGame], samples: list[BehaviorSample], engine: RolloutEngine, imitate: bool, module
+        self,
+        games: list[PlayedGame],
+        samples: list[BehaviorSample],
+        engine: RolloutEngine,
+        imitate: bool,
+        module: MaroModule,
     ) -> dict[str, float]:
         """The round's numbers: throughput, invalid actions, per-role outcomes (synced over ranks), credit."""
         keys, rewards, success = [], [], []

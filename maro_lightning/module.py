@@ -267,7 +267,7 @@ class MaroModule(L.LightningModule):
         loss = pg_loss + cfg.utility_coef * utility_loss
         if not self._finite("loss", {"pg_loss": pg_loss, "utility_loss": utility_loss}):
             return None
-        self._log_step(batch, loss, pg_loss, utility_loss, stats, values, q_values)
+        self._log_step(batch, {"loss": loss, "pg_loss": pg_loss, "utility_loss": utility_loss}, stats, values, q_values)
         return loss
 
     def token_weights(self, batch: TrajectoryBatch) -> tuple[Tensor, float]:
@@ -303,11 +303,19 @@ class MaroModule(L.LightningModule):
         self.print(f"skipping the update: {where}: {detail}")
         return False
 
-    def _log_step(self, batch, loss, pg_loss, utility_loss, stats, values, q_values) -> None:  # noqa: ANN001
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch.size)
+    def _log_step(
+        self,
+        batch: TrajectoryBatch,
+        losses: dict[str, Tensor],
+        stats: dict[str, Tensor],
+        values: Tensor,
+        q_values: Tensor,
+    ) -> None:
+        """Losses, PPO statistics (clip fraction, KL, entropy) and the utility head's explained variance."""
+        self.log("train/loss", losses["loss"], prog_bar=True, batch_size=batch.size)
         metrics = {
-            "train/pg_loss": pg_loss,
-            "train/utility_loss": utility_loss,
+            "train/pg_loss": losses["pg_loss"],
+            "train/utility_loss": losses["utility_loss"],
             "train/clip_fraction": stats["clip_fraction"],
             "train/kl": stats["kl_mean"],
             "train/entropy": stats["entropy"].mean(),
