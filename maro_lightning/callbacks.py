@@ -192,7 +192,10 @@ class SimulationCallback(L.Callback):
 
     # -------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        return {"rounds": self.rounds, "last_step": self.last_step}
+        """Rounds played and the step of the last; also each game's env options (``maro play`` reads them to
+        show a checkpoint's policy the game as it was trained on it)."""
+        games = {spec.name: dict(spec.options) for spec in self.games}
+        return {"rounds": self.rounds, "last_step": self.last_step, "games": games}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rounds, self.last_step = state["rounds"], state["last_step"]

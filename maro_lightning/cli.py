@@ -110,13 +110,17 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _play(ns: argparse.Namespace) -> int:
-    env = envs.make(ns.game, **_options(ns.option))
     if ns.seats == "list":
+        envs.make(ns.game, **_options(ns.option))  # a bad game or option fails here, naming the valid ones
         print(f"scripted agents for {ns.game}: {', '.join(envs.agent_names(ns.game))}")
         return 0
+    policy = _load_policy_seat(ns) if POLICY_SEAT in _split(ns.seats) else None
+    trained = policy.game_options.get(ns.game, {}) if policy is not None else {}
+    if trained:
+        print(f"game options the policy was trained with (--option overrides them): {trained}")
+    env = envs.make(ns.game, **{**trained, **_options(ns.option)})
     env.reset(ns.seed)  # to learn the number of players
     names = _seat_names(ns.game, ns.seats, len(env.roles))
-    policy = _load_policy_seat(ns) if POLICY_SEAT in names else None
     agents = {
         player: policy.seat(env, player) if name == POLICY_SEAT else envs.agent(name, game=ns.game)
         for player, name in enumerate(names)
@@ -167,8 +171,12 @@ def _print_outcome(outcome: envs.Outcome) -> None:
     print("  metrics: " + ", ".join(f"{k}={v:.3g}" for k, v in sorted(outcome.metrics.items())))
 
 
+def _split(seats: str) -> list[str]:
+    return [name.strip() for name in seats.split(",")]
+
+
 def _seat_names(game: str, seats: str, players: int) -> list[str]:
-    names = [name.strip() for name in seats.split(",")]
+    names = _split(seats)
     if len(names) == 1:
         names = names * players
     if len(names) != players:

@@ -16,8 +16,11 @@ from maro_lightning.rollout import truncate_prompt
 class PolicyPlayer:
     """The policy of a checkpoint, sampling with its training config (or another temperature)."""
 
-    def __init__(self, module: MaroModule, temperature: float | None = None) -> None:
+    def __init__(
+        self, module: MaroModule, temperature: float | None = None, game_options: dict[str, dict] | None = None
+    ) -> None:
         self.module = module.eval()
+        self.game_options = game_options or {}  # game -> the env options of training (compact prompts, ...)
         sampling = module.sampling
         if temperature is not None:
             sampling = dataclasses.replace(sampling, temperature=temperature)
@@ -26,7 +29,8 @@ class PolicyPlayer:
     @classmethod
     def from_checkpoint(cls, path: str, temperature: float | None = None, seed: int = 0) -> PolicyPlayer:
         torch.manual_seed(seed)  # the same seed replays the same sampled game
-        return cls(MaroModule.load_from_checkpoint(path, map_location="cpu"), temperature)
+        module = MaroModule.load_from_checkpoint(path, map_location="cpu")
+        return cls(module, temperature, trained_game_options(path))
 
     def seat(self, env: envs.SocialEnv, player: int) -> PolicySeat:
         """An agent for ``play_episode`` that plays ``player`` of ``env``."""
@@ -38,6 +42,13 @@ class PolicyPlayer:
         ids = truncate_prompt(encode_prompt(tokenizer, observation), self.sampling)
         (completion,) = self.backend.generate([ids], self.sampling)
         return tokenizer.decode(completion, skip_special_tokens=True)
+
+
+def trained_game_options(path: str) -> dict[str, dict[str, Any]]:
+    """Game -> the env options the checkpoint's policy was trained with (from the SimulationCallback's state)."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    states = checkpoint.get("callbacks", {}).values()
+    return next((state["games"] for state in states if isinstance(state, dict) and "games" in state), {})
 
 
 class PolicySeat(envs.ScriptedAgent):

@@ -143,6 +143,8 @@ def test_fit_then_play_and_validate_the_checkpoint(tmp_path, capsys):
     play = ["play", "--game", "bazaar", "--seats", "policy,linear", "--checkpoint", str(checkpoint), "--seed", "1"]
     assert main(play) == 0
     out = capsys.readouterr().out
+    # the policy sees the game as it was trained on it (the checkpoint's options), not the default full prompts
+    assert "trained with (--option overrides them): {'listing_range': [100, 100], 'obs_format': 'compact'}" in out
     assert "=== bazaar, seed 1: player 0 = policy, player 1 = linear" in out
     assert "player 0 (seller): " in out and "player 1 (buyer): How about this?" in out  # the transcript
     assert "--- outcome" in out and "player 0 (seller): reward" in out and "metrics: " in out
