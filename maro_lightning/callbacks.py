@@ -22,6 +22,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from maro_lightning.credit import BehaviorSample
 from maro_lightning.credit import CreditAssigner
 from maro_lightning.credit import CreditConfig
+from maro_lightning.data import TrajectoryDataModule
 from maro_lightning.evaluation import game_roles
 from maro_lightning.metrics import OutcomeMetric
 from maro_lightning.module import OPPONENT
@@ -88,6 +89,11 @@ class SimulationCallback(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not isinstance(pl_module, MaroModule):
             raise TypeError(f"SimulationCallback needs a MaroModule, got {type(pl_module).__name__}")
+        if not isinstance(trainer.datamodule, TrajectoryDataModule):
+            raise TypeError(
+                "SimulationCallback feeds a TrajectoryDataModule: pass one as trainer.fit(..., datamodule=...), got "
+                f"{type(trainer.datamodule).__name__}"
+            )
         if stage == "fit" and self.uses_opponent:
             pl_module.add_snapshot(OPPONENT)  # before configure_model: made there, restored by a resume
         if isinstance(trainer.strategy, FSDPStrategy):

@@ -123,3 +123,9 @@ def test_a_trained_tiny_policy_exports_and_reloads_as_a_hugging_face_folder(tmp_
     ids = torch.tensor([module.tokenizer(text)["input_ids"]])
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, module.policy(input_ids=ids).logits)
+
+
+def test_the_simulation_needs_the_trajectory_data_module():
+    loader = torch.utils.data.DataLoader(range(4))
+    with pytest.raises(TypeError, match="SimulationCallback feeds a TrajectoryDataModule"):
+        L.Trainer(max_steps=1, callbacks=[simulation()], **QUIET).fit(tiny_module(), train_dataloaders=loader)
