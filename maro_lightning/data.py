@@ -66,6 +66,10 @@ class TrajectoryBatch:
         rewards: [B] float32, the outcome z of the behaving player.
         success: [B] bool.
         valid: [B] bool, whether the behaviour was a legal action.
+        step_totals: [3] float64, (response tokens, behaviours, sum of M2 weights) of the whole optimizer step
+            this batch belongs to: all its micro-batches, on all ranks (``collate`` gives the batch's own; the
+            data module the step's). The loss divides by these, so that gradient accumulation and data
+            parallelism give the gradient of one big batch.
     """
 
     input_ids: Tensor
@@ -86,6 +90,7 @@ class TrajectoryBatch:
     rewards: Tensor
     success: Tensor
     valid: Tensor
+    step_totals: Tensor
 
     @property
     def size(self) -> int:
@@ -124,7 +129,14 @@ def collate(samples: Sequence[BehaviorSample], pad_id: int) -> TrajectoryBatch:
         rewards=torch.tensor([s.z for s in samples], dtype=torch.float32),
         success=torch.tensor([s.success for s in samples]),
         valid=torch.tensor([s.valid for s in samples]),
+        step_totals=_totals(samples),
     )
+
+
+def _totals(samples: Sequence[BehaviorSample]) -> Tensor:
+    """[3] float64: response tokens, behaviours and the sum of M2 weights of ``samples``."""
+    tokens = sum(len(s.response_ids) for s in samples)
+    return torch.tensor([tokens, len(samples), sum(s.weight for s in samples)], dtype=torch.float64)
 
 
 def _tokens(samples: Sequence[BehaviorSample], name: str) -> Tensor | None:
@@ -226,6 +238,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.cursor = 0
         self.rng = random.Random(seed)
         self.replay_position = 0  # rounds taken from replay_dir so far
+        self._step_totals: Tensor | None = None  # of the current optimizer step, over all ranks
 
     # ------------------------------------------------------------------------------------------ the buffer
     def setup(self, stage: str) -> None:
@@ -261,10 +274,16 @@ class TrajectoryDataModule(L.LightningDataModule):
             raise RuntimeError("the trajectory buffer is empty: add a SimulationCallback or set replay_dir")
         if self.needs_round:  # the simulation has not refilled yet (e.g. rollout_every > plan): another pass
             self._replan()
-        indices = self.plan[self.cursor]
-        self.cursor += 1
         buffer = self.buffer
-        return collate([buffer[i] for i in indices], self._pad_id())
+        k = self._accumulation()
+        if self.cursor % k == 0 or self._step_totals is None:  # a new optimizer step (or a resume inside one)
+            first = self.cursor - self.cursor % k
+            step = [buffer[i] for indices in self.plan[first : first + k] for i in indices]
+            self._step_totals = self._sum_over_ranks(_totals(step))
+        batch = collate([buffer[i] for i in self.plan[self.cursor]], self._pad_id())
+        batch.step_totals = self._step_totals
+        self.cursor += 1
+        return batch
 
     def push_replayed_round(self) -> None:
         """Push the next saved round of ``replay_dir``, in round order, from the first again after the last."""
@@ -276,8 +295,23 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.push(samples)
 
     def _replan(self) -> None:
+        """Plan the buffer's batches; a whole number of optimizer steps (topped up from another pass), so that
+        every round starts an optimizer step and no step mixes two rounds."""
         self.plan = batch_plan(self.buffer, self.batch_size, self.passes, self.sampling, self.rng)
-        self.cursor = 0
+        k = self._accumulation()
+        while len(self.plan) % k:
+            extra = batch_plan(self.buffer, self.batch_size, 1, self.sampling, self.rng)
+            self.plan += extra[: k - len(self.plan) % k]
+        self.cursor, self._step_totals = 0, None
+
+    def _accumulation(self) -> int:
+        return self.trainer.accumulate_grad_batches if self.trainer is not None else 1
+
+    def _sum_over_ranks(self, totals: Tensor) -> Tensor:
+        if self.trainer is None or self.trainer.world_size == 1:
+            return totals
+        summed = self.trainer.strategy.reduce(totals.to(self.trainer.strategy.root_device), reduce_op="sum")
+        return summed.cpu()
 
     def _pad_id(self) -> int:
         tokenizer = self.trainer.lightning_module.tokenizer
@@ -344,6 +378,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.replay_position = state["replay_position"]
         version, rng_state, gauss = state["rng"]
         self.rng.setstate((version, tuple(rng_state), gauss))
+        self._step_totals = None  # recomputed from the plan at the next batch
 
 
 def _row(sample: BehaviorSample) -> dict[str, Any]:

@@ -90,22 +90,31 @@ class UtilityHead(nn.Module):
         return values, q_values
 
     @staticmethod
-    def loss(values: Tensor, q_values: Tensor, targets: Tensor, weights: Tensor | None = None) -> Tensor:
+    def loss(
+        values: Tensor,
+        q_values: Tensor,
+        targets: Tensor,
+        weights: Tensor | None = None,
+        total_weight: float | Tensor | None = None,
+    ) -> Tensor:
         """Regression of V and Q onto the targets (z_i or λ-returns), a scalar.
 
-        ``L = Σ_m w_m · ((V_m − y_m)² + (Q_m − y_m)²) / (2 · Σ_m w_m)``, with all w = 1 by default (a plain
-        mean of the two squared errors). With M = 0 it is 0, still attached to the graph of ``values``.
+        ``L = Σ_m w_m · ((V_m − y_m)² + (Q_m − y_m)²) / (2 · W)``, with all w = 1 by default and W = Σ_m w_m
+        unless ``total_weight`` gives it (the weight of a whole optimizer step, when this is one micro-batch
+        of it). With M = 0 it is 0, still attached to the graph of ``values``.
 
         Args:
             values: ``[M]`` V estimates.
             q_values: ``[M]`` Q estimates.
             targets: ``[M]`` regression targets (``BehaviorSample.utility_target``).
             weights: ``[M]`` non-negative sample weights (e.g. the M2 weights), or None.
+            total_weight: W, the normaliser (default: ``Σ weights``).
         """
         targets = targets.to(values.dtype)
         weights = torch.ones_like(targets) if weights is None else weights.to(values.dtype)
         errors = (values - targets) ** 2 + (q_values - targets) ** 2  # [M]
-        return (weights * errors).sum() / (2.0 * weights.sum()).clamp_min(torch.finfo(values.dtype).tiny)
+        total = weights.sum() if total_weight is None else torch.as_tensor(total_weight, dtype=values.dtype)
+        return (weights * errors).sum() / (2.0 * total).clamp_min(torch.finfo(values.dtype).tiny)
 
 
 # ---------------------------------------------------------------------------------------------- the policy

@@ -263,7 +263,8 @@ class MaroModule(L.LightningModule):
             impl=cfg.impl,
         )
         values, q_values = self.utility_head.behaviour_values(hidden, batch.prompt_last, batch.response_last)
-        utility_loss = UtilityHead.loss(values, q_values, batch.utility_targets, batch.weights)
+        step_weight = batch.step_totals[2].item() / self._micro_batches_per_step
+        utility_loss = UtilityHead.loss(values, q_values, batch.utility_targets, batch.weights, step_weight)
         loss = pg_loss + cfg.utility_coef * utility_loss
         if not self._finite("loss", {"pg_loss": pg_loss, "utility_loss": utility_loss}):
             return None
@@ -271,11 +272,22 @@ class MaroModule(L.LightningModule):
         return loss
 
     def token_weights(self, batch: TrajectoryBatch) -> tuple[Tensor, float]:
-        """Hook: the per-token weights ``[T]`` and the normaliser of the loss's sum (``aggregation``)."""
+        """Hook: the per-token weights ``[T]`` and the normaliser of the loss's sum (``aggregation``).
+
+        The normaliser is this micro-batch's share of the whole optimizer step's tokens (or behaviours): after
+        Lightning divides by the accumulation steps and DDP averages over ranks, the gradient is that of one
+        token-mean (or sequence-mean) over the step's batch, however it was split.
+        """
+        tokens, behaviours, _ = batch.step_totals.tolist()
         if self.loss_config.aggregation == "token_mean":
-            return batch.token_weights, float(batch.targets.numel())
+            return batch.token_weights, tokens / self._micro_batches_per_step
         lengths = batch.response_lengths[batch.token_rows].to(batch.token_weights.dtype)  # [T]
-        return batch.token_weights / lengths, float(batch.size)
+        return batch.token_weights / lengths, behaviours / self._micro_batches_per_step
+
+    @property
+    def _micro_batches_per_step(self) -> int:
+        """Micro-batches whose gradients one optimizer step combines: accumulation × data-parallel ranks."""
+        return self.trainer.accumulate_grad_batches * self.trainer.world_size
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         grads = [p.grad for p in self.parameters() if p.grad is not None]

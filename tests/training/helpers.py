@@ -31,10 +31,10 @@ TEACHERS = {"bazaar": "linear", "deal": "greedy", "mafia": "scripted"}
 def tiny_module(game: str = "bazaar", module_class: type[MaroModule] = MaroModule, **kwargs) -> MaroModule:
     """A MaroModule on a very small tiny model whose vocabulary comes from ``game``."""
     kwargs.setdefault("loss", LossConfig(beta=0.05))
+    kwargs.setdefault("optimizer", functools.partial(torch.optim.AdamW, lr=1e-2))  # picklable: ddp_spawn sends it
     return module_class(
         tiny=TinyModelConfig(hidden_size=32, intermediate_size=64, num_heads=2, corpus_games=(game,)),
         sampling=SamplingConfig(max_new_tokens=6, max_prompt_tokens=192, keep_head_tokens=64),
-        optimizer=functools.partial(torch.optim.AdamW, lr=1e-2),  # picklable: ddp_spawn sends the module
         **kwargs,
     )
 

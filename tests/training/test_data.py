@@ -153,9 +153,11 @@ def test_collate_names_unscored_samples():
 
 
 # -------------------------------------------------------------------------------------- the data module
-def attach(dm: TrajectoryDataModule, pad: int = PAD) -> TrajectoryDataModule:
-    """``next_batch`` reads the pad id from ``trainer.lightning_module.tokenizer``: a stand-in trainer."""
-    dm.trainer = SimpleNamespace(lightning_module=SimpleNamespace(tokenizer=SimpleNamespace(pad_token_id=pad)))
+def attach(dm: TrajectoryDataModule, pad: int = PAD, accumulate: int = 1) -> TrajectoryDataModule:
+    """``next_batch`` reads the pad id from ``trainer.lightning_module.tokenizer`` and the accumulation and world
+    size from the trainer: a stand-in trainer, one process."""
+    module = SimpleNamespace(tokenizer=SimpleNamespace(pad_token_id=pad))
+    dm.trainer = SimpleNamespace(lightning_module=module, accumulate_grad_batches=accumulate, world_size=1)
     return dm
 
 
@@ -242,3 +244,20 @@ def test_a_buffer_saved_by_another_world_size_is_dropped_with_a_warning():
     with pytest.warns(UserWarning, match="of 2 ranks, not 1"):
         fresh.load_state_dict(two_ranks)
     assert fresh.needs_round and not fresh.buffer
+
+
+def test_plans_are_whole_optimizer_steps_and_batches_carry_the_steps_totals():
+    dm = attach(TrajectoryDataModule(batch_size=4, seed=1), accumulate=3)
+    samples = rows(10, role="seller")  # ceil(10 / 4) = 3 batches a pass: already whole steps of 3
+    dm.push(samples)
+    assert len(dm.plan) == 3
+    dm = attach(TrajectoryDataModule(batch_size=4, seed=1), accumulate=2)
+    dm.push(samples)
+    assert len(dm.plan) == 4  # 3 batches topped up to 2 whole steps from another pass
+    batches = [dm.next_batch() for _ in range(4)]
+    for step in (batches[:2], batches[2:]):
+        tokens = sum(b.targets.numel() for b in step)
+        weights = sum(b.weights.sum().item() for b in step)
+        expected = torch.tensor([tokens, sum(b.size for b in step), weights], dtype=torch.float64)
+        for batch in step:
+            torch.testing.assert_close(batch.step_totals, expected)  # the whole step's, on each micro-batch

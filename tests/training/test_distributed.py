@@ -24,6 +24,9 @@ class CheckRanks(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # noqa: ANN001
         if self.first_batch is None:
             self.first_batch = batch.input_ids.float().sum()
+        # the loss divides by the step's totals over both ranks (one micro-batch per step here)
+        local = torch.tensor([batch.targets.numel(), batch.size, batch.weights.double().sum()], dtype=torch.float64)
+        torch.testing.assert_close(batch.step_totals, pl_module.all_gather(local).sum(0))
 
     def on_train_end(self, trainer, pl_module):  # noqa: ANN001
         params = pl_module.all_gather(flat_params(pl_module))
