@@ -124,6 +124,13 @@ def test_a_trained_tiny_policy_exports_and_reloads_as_a_hugging_face_folder(tmp_
     with torch.no_grad():
         torch.testing.assert_close(model(input_ids=ids).logits, module.policy(input_ids=ids).logits)
 
+    # the exported folder trains like any Hugging Face model path (SDPA attention, loaded, not built)
+    L.seed_everything(0, verbose=False)
+    loaded, record = tiny_module(policy=str(tmp_path / "policy")), RecordLosses()
+    L.Trainer(max_steps=2, callbacks=[simulation(), record], **QUIET).fit(loaded, datamodule=data())
+    assert loaded.policy.config._attn_implementation == "sdpa" and all(math.isfinite(x) for x in record.losses)
+    assert not torch.equal(record.start, flat_params(loaded))
+
 
 def test_the_simulation_needs_the_trajectory_data_module():
     loader = torch.utils.data.DataLoader(range(4))
