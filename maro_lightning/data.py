@@ -197,7 +197,8 @@ class TrajectoryDataModule(L.LightningDataModule):
     Args:
         batch_size: behaviours per training batch (a micro-batch under gradient accumulation).
         passes: passes over the buffer per round (PPO epochs): a round gives ``passes · ceil(N / batch_size)``
-            batches, after which the simulation plays the next round.
+            batches (topped up to whole optimizer steps under gradient accumulation), after which the
+            simulation plays the next round.
         sampling: ``"shuffle"`` or ``"role_balanced"`` (stratified batches per (game, role): M2 by sampling,
             on top of the credit weights or instead of them with ``credit.weighting: none``).
         buffer_rounds: rounds the buffer keeps (1: on-policy, only the newest; more reuse older rounds, whose
