@@ -12,6 +12,7 @@ before it writes valid actions). The frozen opponent is a snapshot of the policy
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -23,8 +24,10 @@ from maro_lightning.credit import BehaviorSample
 from maro_lightning.credit import CreditAssigner
 from maro_lightning.credit import CreditConfig
 from maro_lightning.data import TrajectoryDataModule
+from maro_lightning.errors import ConfigError
 from maro_lightning.evaluation import game_roles
 from maro_lightning.metrics import OutcomeMetric
+from maro_lightning.models import unwritable_actions
 from maro_lightning.module import OPPONENT
 from maro_lightning.module import REFERENCE
 from maro_lightning.module import MaroModule
@@ -33,6 +36,10 @@ from maro_lightning.rollout import FROZEN
 from maro_lightning.rollout import GameSpec
 from maro_lightning.rollout import PlayedGame
 from maro_lightning.rollout import RolloutEngine
+from maro_lightning.rollout.engine import RolloutInterrupted
+from maro_lightning.signals import RunStopped
+from maro_lightning.signals import StopSignals
+from maro_lightning.signals import signal_name
 
 
 def default_games() -> list[GameSpec]:
@@ -83,7 +90,28 @@ class SimulationCallback(L.Callback):
         keys = sorted({f"{s.name}/{role}" for s in self.games for role in game_roles(s.name, s.options)})
         self.outcomes = OutcomeMetric(keys)
         self.engine: RolloutEngine | None = None
+        self.signals = StopSignals()
         self._round_end = time.perf_counter()
+
+    def check_compatible(self, module: MaroModule, datamodule: TrajectoryDataModule) -> None:
+        """The simulation and the other pieces agree: no replay_dir (replay trains without simulating), and a
+        tiny word vocabulary built from every simulated game (other words are ``<unk>``).
+
+        Raises:
+            ConfigError: naming the keys that disagree.
+        """
+        if getattr(datamodule, "replay_dir", None) is not None:
+            raise ConfigError(
+                f"data.replay_dir={datamodule.replay_dir} and a SimulationCallback are both configured: a replay "
+                "run trains on the saved rounds only; remove one of them"
+            )
+        tiny = module.tiny_config
+        missing = sorted({s.name for s in self.games} - set(tiny.corpus_games))
+        if module.policy_name is None and tiny.tokenizer == "word" and missing:
+            raise ConfigError(
+                f"model.tiny.corpus_games={list(tiny.corpus_games)} does not cover the simulated game(s) "
+                f"{missing}: the word vocabulary would turn their actions into <unk>; add them to corpus_games"
+            )
 
     # ------------------------------------------------------------------------------------------- hooks
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -94,6 +122,7 @@ class SimulationCallback(L.Callback):
                 "SimulationCallback feeds a TrajectoryDataModule: pass one as trainer.fit(..., datamodule=...), got "
                 f"{type(trainer.datamodule).__name__}"
             )
+        self.check_compatible(pl_module, trainer.datamodule)
         if stage == "fit" and self.uses_opponent:
             pl_module.add_snapshot(OPPONENT)  # before configure_model: made there, restored by a resume
         if isinstance(trainer.strategy, FSDPStrategy):
@@ -103,14 +132,49 @@ class SimulationCallback(L.Callback):
                 "that fits on one GPU, --trainer.strategy ddp is the tested path."
             )
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: MaroModule) -> None:
+        uncovered = unwritable_actions(pl_module.tokenizer, self.games)
+        if uncovered:
+            raise ConfigError(f"the tokenizer cannot write the actions of the trained games: {uncovered}")
+
     def on_train_start(self, trainer: L.Trainer, pl_module: MaroModule) -> None:
         self.outcomes.to(pl_module.device)
+        self.signals.install()  # after Lightning's own handlers (set up once on_fit_start has run): ours chain to them
         if trainer.datamodule.needs_round:  # not after a resume: the checkpoint holds the current round
-            self.play_round(trainer, pl_module)
+            self._play_or_stop(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: MaroModule, *args: Any) -> None:
+        self._stop_if_signalled(trainer)  # a signal during the step: stop before the next round
         if self._due(trainer):
-            self.play_round(trainer, pl_module)
+            self._play_or_stop(trainer, pl_module)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.signals.uninstall()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.signals.uninstall()  # Lightning skips teardown hooks when the run ends by an exception
+
+    def _play_or_stop(self, trainer: L.Trainer, module: MaroModule) -> None:
+        """Play a round; a stop signal gives it up between sweeps (a resume replays it with the same seeds)."""
+        try:
+            self.play_round(trainer, module)
+        except RolloutInterrupted:
+            pass
+        self._stop_if_signalled(trainer)
+
+    def _stop_if_signalled(self, trainer: L.Trainer) -> None:
+        """After SIGTERM/SIGINT: save a checkpoint of the state between rounds and end the run."""
+        signum = self.signals.received
+        if signum is None:
+            return
+        path = _checkpoint_dir(trainer) / "interrupted.ckpt"
+        trainer.save_checkpoint(path)
+        message = (
+            f"stopped by {signal_name(signum)} at global step {trainer.global_step}; saved {path} "
+            f"(resume: maro fit -c CONFIG --ckpt_path {path})"
+        )
+        rank_zero_warn(message)
+        raise RunStopped(128 + signum)
 
     def _due(self, trainer: L.Trainer) -> bool:
         if self.rollout_every is not None:
@@ -149,7 +213,7 @@ class SimulationCallback(L.Callback):
 
     def _engine(self, module: MaroModule) -> RolloutEngine:
         if self.engine is None:
-            self.engine = RolloutEngine(self.games, module.tokenizer, module.sampling)
+            self.engine = RolloutEngine(self.games, module.tokenizer, module.sampling, should_stop=self.signals)
         return self.engine
 
     def _refresh_snapshots(self, trainer: L.Trainer, module: MaroModule) -> None:
@@ -214,6 +278,12 @@ def _log_once(trainer: L.Trainer, metrics: dict[str, float]) -> None:
     if trainer.is_global_zero:
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=trainer.global_step)
+
+
+def _checkpoint_dir(trainer: L.Trainer) -> Path:
+    """Where the run's checkpoints go: the checkpoint callback's folder, else ``default_root_dir/checkpoints``."""
+    dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
+    return Path(dirpath) if dirpath else Path(trainer.default_root_dir) / "checkpoints"
 
 
 def _set_learning_rate(trainer: L.Trainer, lr: float) -> None:

@@ -46,10 +46,26 @@ def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
     """``fit``/``validate``/``test`` through LightningCLI; without ``-c``, the demo config is the default."""
     from lightning.pytorch.cli import LightningCLI  # heavy: only for the training commands
 
+    from maro_lightning import preflight
     from maro_lightning.data import TrajectoryDataModule
+    from maro_lightning.errors import ConfigError
     from maro_lightning.module import MaroModule
 
     class MaroCLI(LightningCLI):
+        def _parse_ckpt_path(self) -> None:
+            """Replaces LightningCLI's, which would load the checkpoint's hyperparameters over the config given
+            now: here the config applies, the checkpoint is read safely, and one that cannot resume under this
+            config (another architecture, tokenizer or game) is refused in one line."""
+            subcommand = self.config.get("subcommand")
+            if subcommand:
+                self._preflight(preflight.check_ckpt_path, self.config[subcommand], subcommand)
+
+        def before_instantiate_classes(self) -> None:
+            self._preflight(preflight.check_config, self.config[self.subcommand], self.subcommand)
+
+        def after_instantiate_classes(self) -> None:
+            self._preflight(preflight.check_objects, self.model, self.datamodule, self.trainer)
+
         def instantiate_classes(self) -> None:
             """A value that type-checks but that a class rejects (an unknown game or agent in a GameSpec, a bad
             option, fsdp on a CPU) fails here, before anything is built or played: one line naming the problem
@@ -59,7 +75,24 @@ def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
             except (ValueError, TypeError) as err:
                 self.parser.exit(2, f"maro {self.subcommand}: error: bad config: {_root_cause(err)}\n")
 
-    configured = any(a in ("-c", "--config") or a.startswith("--config=") for a in argv)
+        def _preflight(self, check: Any, *args: Any) -> None:
+            try:
+                check(*args)
+            except ValueError as err:
+                self.parser.exit(2, f"maro {getattr(self, 'subcommand', None) or argv[0]}: error: {err}\n")
+
+        def _run_subcommand(self, subcommand: str) -> None:
+            try:
+                super()._run_subcommand(subcommand)
+            except ConfigError as err:  # found by a hook once the run started (before any update): one line
+                self.parser.exit(2, f"maro {subcommand}: error: {err}\n")
+
+    configured = [a for a in argv if a in ("-c", "--config") or a.startswith("--config=")]
+    try:
+        preflight.check_config_files(argv)
+    except ValueError as err:
+        sys.stderr.write(f"maro {argv[0]}: error: {err}\n")
+        return 2
     defaults = {} if configured or not DEMO_CONFIG.exists() else {"default_config_files": [str(DEMO_CONFIG)]}
     MaroCLI(
         MaroModule,
@@ -68,6 +101,7 @@ def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
         args=None if args is None else argv,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={command: defaults for command in LIGHTNING_COMMANDS},
+        parser_class=preflight.OneLineParser,
     )
     return 0
 
@@ -114,7 +148,14 @@ def _play(ns: argparse.Namespace) -> int:
         envs.make(ns.game, **_options(ns.option))  # a bad game or option fails here, naming the valid ones
         print(f"scripted agents for {ns.game}: {', '.join(envs.agent_names(ns.game))}")
         return 0
+    if ns.episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {ns.episodes}")
     policy = _load_policy_seat(ns) if POLICY_SEAT in _split(ns.seats) else None
+    if policy is not None and policy.game_options and ns.game not in policy.game_options:
+        sys.stderr.write(
+            f"maro play: warning: the checkpoint's policy was trained on {', '.join(sorted(policy.game_options))}, "
+            f"not {ns.game}: expect it to play {ns.game} badly\n"
+        )
     trained = policy.game_options.get(ns.game, {}) if policy is not None else {}
     if trained:
         print(f"game options the policy was trained with (--option overrides them): {trained}")
@@ -134,8 +175,9 @@ def _play(ns: argparse.Namespace) -> int:
 def _load_policy_seat(ns: argparse.Namespace) -> Any:
     if not ns.checkpoint:
         raise ValueError("a `policy` seat needs --checkpoint PATH (a .ckpt written by `maro fit`)")
-    if not Path(ns.checkpoint).is_file():
-        raise ValueError(f"--checkpoint {ns.checkpoint}: no such file")
+    from maro_lightning import checkpoints
+
+    checkpoints.load(ns.checkpoint)  # a remote, missing or unreadable file fails here in one line
     from maro_lightning.play import PolicyPlayer  # heavy: torch and transformers
 
     return PolicyPlayer.from_checkpoint(ns.checkpoint, temperature=ns.temperature, seed=ns.seed)

@@ -72,6 +72,8 @@ class LadderConfig:
             env.reset(0)
             unknown = set(self.learners_of(game) or ()) - set(env.roles)
             _check(not unknown, f"{game}: learner_players {sorted(unknown)} are not players {sorted(env.roles)}")
+            learners = self.learners_of(game)
+            _check(learners is None or len(learners) > 0, f"{game}: learner_players is empty; omit the game for any")
 
     def opponents_of(self, game: str) -> list[str]:
         """The scripted agents the policy meets in ``game``, in the configured order."""

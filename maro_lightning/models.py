@@ -216,6 +216,17 @@ class TinyModelConfig:
     corpus_games: tuple[str, ...] = ("bazaar", "deal", "mafia")
     """Games whose compact observations and scripted messages give the word vocabulary."""
 
+    def __post_init__(self) -> None:
+        unknown = [game for game in self.corpus_games if game not in envs.names()]
+        if unknown or not self.corpus_games:
+            raise ValueError(
+                f"tiny.corpus_games: unknown or no games {unknown or list(self.corpus_games)}; "
+                f"choose from: {', '.join(envs.names())}"
+            )
+        sizes = (self.hidden_size, self.num_layers, self.num_heads, self.intermediate_size, self.max_positions)
+        if min(sizes) < 1 or self.hidden_size % self.num_heads:
+            raise ValueError(f"tiny: sizes must be >= 1 and hidden_size divisible by num_heads, got {self}")
+
 
 def build_tiny_model(
     config: TinyModelConfig, attn_implementation: str = "eager"
@@ -248,6 +259,42 @@ def default_attn_implementation(device: torch.device | str | None = None) -> str
     """flash_attention_2 on CUDA when flash-attn imports, else SDPA."""
     on_cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
     return "flash_attention_2" if on_cuda and importlib.util.find_spec("flash_attn") else "sdpa"
+
+
+def check_policy_name(name_or_path: str) -> None:
+    """A policy that names a local folder must exist: fail now, not after the hub's retries on a "repo id".
+
+    A Hugging Face id is ``name`` or ``org/name``; anything else that looks like a path (absolute, ``./``,
+    ``../``, ``~``, several slashes, a backslash) or that is an existing file is read as a local folder.
+
+    Raises:
+        ValueError: the folder does not exist, or the path is a file.
+    """
+    path = Path(name_or_path).expanduser()
+    looks_local = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1 or "\\" in name_or_path
+    if path.is_file():
+        raise ValueError(f"policy={name_or_path!r} is a file; give the model's folder or a Hugging Face id")
+    if looks_local and not path.is_dir():
+        raise ValueError(f"policy={name_or_path!r}: no such local folder (a Hugging Face id looks like org/name)")
+
+
+def unwritable_actions(tokenizer: PreTrainedTokenizerBase, games: Iterable) -> str:
+    """Canonical actions of the ``games`` (GameSpecs) that ``tokenizer`` reads as unknown tokens, one example
+    per game, e.g. ``"bazaar: '[Offer: $80]'"``; "" when every game's actions tokenize without ``<unk>``."""
+    unk = tokenizer.unk_token_id
+    if unk is None:
+        return ""
+    found = []
+    for spec in games:
+        env = envs.make(spec.name, **{**spec.options, "obs_format": "compact"})
+        env.reset(0)
+        names = envs.agent_names(spec.name)
+        envs.play_episode(env, {p: envs.agent(names[p % len(names)], game=spec.name) for p in env.roles}, 0)
+        actions = dict.fromkeys(turn.action for turn in env.turns if turn.action)
+        bad = [a for a in actions if unk in tokenizer(a, add_special_tokens=False)["input_ids"]]
+        if bad:
+            found.append(f"{spec.name}: {bad[0]!r}")
+    return "; ".join(found)
 
 
 def load_policy(

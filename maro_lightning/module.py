@@ -41,6 +41,7 @@ from maro_lightning.metrics import OutcomeMetric
 from maro_lightning.models import TinyModelConfig
 from maro_lightning.models import UtilityHead
 from maro_lightning.models import build_tiny_model
+from maro_lightning.models import check_policy_name
 from maro_lightning.models import load_policy
 from maro_lightning.models import tokenizer_from_json
 from maro_lightning.models import tokenizer_to_json
@@ -143,6 +144,8 @@ class MaroModule(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
+        if policy is not None:
+            check_policy_name(policy)
         self.policy_name, self.dtype_name, self.attn_implementation = policy, dtype, attn_implementation
         self.tiny_config = _coerce(TinyModelConfig, tiny)
         self.credit_config = _coerce(CreditConfig, credit)

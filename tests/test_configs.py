@@ -97,17 +97,33 @@ def test_the_gpu_config_builds_its_fsdp_wrap_policy():
             "Expected a typing.Literal['token_mean', 'sequence_mean']",
         ),
         (("max_new_tokens: 16", "max_new_token: 16"), "Option 'max_new_token' is not accepted"),
-        (("weighting: role", "weighting: [role]"), 'Parser key "weighting"'),
+        (("weighting: role", "weighting: [role]"), "Parser key \"model.credit.weighting\": Expected a <class 'str'>"),
+        (
+            ("learner_players: [1]", "learner_players: one"),
+            "Parser key \"trainer.callbacks.games.learner_players\": Expected a <class 'list'>",
+        ),
     ],
-    ids=["loss_aggregation", "typo_key", "wrong_type"],
+    ids=["loss_aggregation", "typo_key", "wrong_type", "game_entry_type"],
 )
 def test_a_bad_value_fails_at_parse_time(tmp_path, capsys, edit, message):
+    """One line on stderr, the innermost key first (not jsonargparse's usage text and tree of Union subtypes)."""
     bad = tmp_path / "bad.yaml"
     bad.write_text(DEMO_CONFIG.read_text().replace(*edit))
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "-c", str(bad), "--print_config"])
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("content", ["", "# only a comment\n", "- a list\n"], ids=["empty", "comment", "list"])
+def test_an_empty_or_non_mapping_config_file_fails_in_one_line(tmp_path, capsys, content):
+    config = tmp_path / "empty.yaml"
+    config.write_text(content)
+    assert main(["fit", "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    expected = "the config file is empty" if content != "- a list\n" else "a YAML mapping of sections, got a list"
+    assert err.startswith(f"maro fit: error: -c {config}: ") and expected in err and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize(
@@ -131,6 +147,69 @@ def test_a_value_a_class_rejects_fails_at_start_up(tmp_path, capsys, edit, messa
     assert exit_info.value.code == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # one line, not jsonargparse's chained tracebacks
     assert last.startswith("maro fit: error: bad config: ") and message in last
+    assert not (tmp_path / "runs").exists()
+
+
+BAD_AT_START = {  # a value that parses but cannot run: (edit of the demo config, the one line's message)
+    "zero_opponent_weights": (
+        ("opponents: {linear: 1.0}", "opponents: {linear: 0.0}"),
+        "bad config: bazaar: opponents {'linear': 0.0} are all weight 0",
+    ),
+    "learner_out_of_range": (
+        ("learner_players: [1]", "learner_players: [5]"),
+        "bad config: bazaar: learner_players [5] must be a non-empty list of players [0, 1]",
+    ),
+    "learner_empty": (
+        ("learner_players: [1]", "learner_players: []"),
+        "bad config: bazaar: learner_players [] must be a non-empty list of players [0, 1]",
+    ),
+    "ladder_learner_empty": (
+        ("learner_players: {bazaar: [1]}", "learner_players: {bazaar: []}"),
+        "bad config: bazaar: learner_players is empty",
+    ),
+    "unknown_corpus_game": (
+        ("corpus_games: [bazaar]", "corpus_games: [bazaar, chess]"),
+        "bad config: tiny.corpus_games: unknown or no games ['chess']",
+    ),
+    "corpus_misses_the_game": (
+        ("corpus_games: [bazaar]", "corpus_games: [mafia]"),
+        "model.tiny.corpus_games=['mafia'] does not cover the simulated game(s) ['bazaar']",
+    ),
+    "missing_policy_folder": (
+        ("    tiny:\n", "    policy: ./no/such/model\n    tiny:\n"),
+        "bad config: policy='./no/such/model': no such local folder",
+    ),
+    "fractional_option": (
+        ("[100, 100]}\n            opponents", "[100, 100], max_messages: 2.5}\n            opponents"),
+        "bad config: bazaar option max_messages must be a whole number, got 2.5",
+    ),
+    "infinite_reward": (
+        ("[100, 100]}\n            opponents", "[100, 100], no_deal_reward: .inf}\n            opponents"),
+        "bad config: bazaar option no_deal_reward must be a finite number",
+    ),
+    "huge_listing": (
+        ("[100, 100]}\n            opponents", "[1.0e+308, 1.0e+308]}\n            opponents"),
+        "bad config: bazaar option listing_range[0] must be a whole number, got 1e+308",
+    ),
+    "replay_with_simulation": (
+        ("  passes: 1", "  passes: 1\n  replay_dir: rounds"),
+        "data.replay_dir=rounds and a SimulationCallback are both configured",
+    ),
+    "negative_max_steps": (("max_steps: 400", "max_steps: -5"), "trainer.max_steps=-5: use a positive number"),
+}
+
+
+@pytest.mark.parametrize(("edit", "message"), BAD_AT_START.values(), ids=BAD_AT_START.keys())
+def test_a_value_that_cannot_run_fails_at_start_up_in_one_line(tmp_path, capsys, edit, message):
+    text = DEMO_CONFIG.read_text()
+    assert text.count(edit[0]) == 1, edit
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace(*edit))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "-c", str(bad)])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("maro fit: error: ") and message in lines[-1], lines
     assert not (tmp_path / "runs").exists()
 
 

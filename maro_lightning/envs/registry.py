@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import math
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
 from typing import TypeVar
@@ -37,6 +40,7 @@ def make(name: str, **options: Any) -> SocialEnv:
     """A new env of game ``name``; ``options`` are the game's constructor options (see its docstring)."""
     cls = GAMES.get(name)
     _check_options(cls, name, options)
+    _check_values(cls, name, options)
     return cls(**options)
 
 
@@ -62,6 +66,47 @@ def _check_options(target: Callable[..., Any], name: str, options: dict[str, Any
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise TypeError(f"{name!r} has no option {', '.join(unknown)}; its options are: {', '.join(sorted(accepted))}")
+
+
+MAX_OPTION_INT = 10**9  # larger whole-number options are typos or attacks (prices near 1e308 overflow the maths)
+
+
+def _check_values(cls: type, name: str, options: dict[str, Any]) -> None:
+    """Each option's value against its annotation: whole numbers for ``int`` (not 2.5, not True), finite
+    numbers for ``float`` (not inf or nan), element by element in tuples; sizes up to :data:`MAX_OPTION_INT`.
+
+    Raises:
+        TypeError: a value of the wrong kind; ValueError: a non-finite or absurdly large one.
+    """
+    hints = {}
+    for c in reversed(inspect.getmro(cls)):
+        if "__init__" in vars(c):
+            hints.update(typing.get_type_hints(c.__init__))
+    for option, value in options.items():
+        _check_value(f"{name} option {option}", hints.get(option), value)
+
+
+def _check_value(where: str, hint: Any, value: Any) -> None:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (types.UnionType, typing.Union) and value is not None and len(args) == 1:
+        hint, args = args[0], list(typing.get_args(args[0]))  # X | None with a value: check it as X
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{where} must be a whole number, got {value!r}")
+        if abs(value) > MAX_OPTION_INT:
+            raise ValueError(f"{where}={value} is absurdly large (at most {MAX_OPTION_INT})")
+    elif hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"{where} must be a number, got {value!r}")
+        if not math.isfinite(value) or abs(value) > MAX_OPTION_INT:
+            raise ValueError(f"{where} must be a finite number of at most {MAX_OPTION_INT}, got {value!r}")
+    elif hint is bool and not isinstance(value, bool):
+        raise TypeError(f"{where} must be true or false, got {value!r}")
+    elif typing.get_origin(hint) is tuple and args and Ellipsis not in args:
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise TypeError(f"{where} must be a list of {len(args)} values, got {value!r}")
+        for index, (element_hint, element) in enumerate(zip(args, value, strict=True)):
+            _check_value(f"{where}[{index}]", element_hint, element)
 
 
 def _keyword_names(target: Callable[..., Any]) -> set[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -58,6 +59,17 @@ class GameSpec:
             )
         if self.weight <= 0 or not self.opponents or min(self.opponents.values()) < 0:
             raise ValueError(f"{self.name}: weight must be > 0 and opponents a non-empty mix of weights >= 0")
+        if sum(self.opponents.values()) <= 0:
+            raise ValueError(f"{self.name}: opponents {self.opponents} are all weight 0; give one a weight > 0")
+        if self.learner_players is not None:
+            env = envs.make(self.name, **self.options)
+            env.reset(0)
+            outside = sorted(set(self.learner_players) - set(env.roles))
+            if not self.learner_players or outside:
+                raise ValueError(
+                    f"{self.name}: learner_players {list(self.learner_players)} must be a non-empty list of players "
+                    f"{sorted(env.roles)} (null: any player)"
+                )
 
 
 @dataclass
@@ -74,6 +86,10 @@ class PlayedGame:
     @property
     def policy_players(self) -> set[int]:
         return {p for p, seat in self.seats.items() if seat == POLICY}
+
+
+class RolloutInterrupted(Exception):
+    """A round given up between sweeps because ``should_stop`` said so; its games are discarded."""
 
 
 @dataclass
@@ -97,12 +113,21 @@ class RolloutEngine:
         games: the game mix.
         tokenizer: encodes prompts (with its chat template when it has one) and decodes completions.
         sampling: generation settings.
+        should_stop: asked between sweeps; when it returns True the round is given up with
+            :class:`RolloutInterrupted` (a stop signal arrived: the run saves a checkpoint and ends).
     """
 
-    def __init__(self, games: list[GameSpec], tokenizer: PreTrainedTokenizerBase, sampling: SamplingConfig) -> None:
+    def __init__(
+        self,
+        games: list[GameSpec],
+        tokenizer: PreTrainedTokenizerBase,
+        sampling: SamplingConfig,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> None:
         if not games:
             raise ValueError("the rollout needs at least one game")
         self.games, self.tokenizer, self.sampling = games, tokenizer, sampling
+        self.should_stop = should_stop
         self.stats = RolloutStats()
 
     def play(
@@ -126,6 +151,8 @@ class RolloutEngine:
         self.stats = RolloutStats(games=num_games)
         backends = {POLICY: policy, FROZEN: frozen if frozen is not None else policy}
         while any(not g.env.done for g in games):
+            if self.should_stop is not None and self.should_stop():
+                raise RolloutInterrupted(f"the round was given up after {self.stats.games} games were dealt")
             requests = self._sweep(games)
             for seat, batch in requests.items():
                 self._answer(batch, backends[seat])

@@ -1,0 +1,144 @@
+"""Checks ``maro fit|validate|test`` runs before anything is built: every problem is one line naming the key.
+
+The LightningCLI subclass of :mod:`maro_lightning.cli` calls these at its stages: the config files before
+parsing (:func:`check_config_files`), the checkpoint once parsed (:func:`check_ckpt_path`), the parsed values
+(:func:`check_config`) and the instantiated objects (:func:`check_objects`). A parse error is condensed to
+one line too (:class:`OneLineParser`).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lightning.pytorch.cli import LightningArgumentParser
+
+from maro_lightning import checkpoints
+
+_PARSER_KEY = re.compile(r'Parser key "([^"]+)":\s*(.*)')
+
+
+class OneLineParser(LightningArgumentParser):
+    """jsonargparse's parser, but a parse error is one line: the innermost key and why, not the usage text
+    and a tree of every Union subtype it tried (70 lines for a wrong type inside a game entry)."""
+
+    def error(self, message: str, ex: Exception | None = None) -> Any:
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(f"{prog}: error: {condense(message)} (see {prog} --help)\n")
+        self.exit(2)
+
+
+def condense(message: str) -> str:
+    """A jsonargparse error tree as one line: ``Parser key "a.b.c": reasons (given: value)``, where a.b.c is
+    the path to the innermost key that failed."""
+    lines = message.rstrip().splitlines()
+    keys = [(len(line) - len(line.lstrip()), index) for index, line in enumerate(lines) if _PARSER_KEY.search(line)]
+    if not keys:
+        return " ".join(line.strip() for line in lines if line.strip())
+    depth, deepest = max(keys, key=lambda k: (k[0], -k[1]))
+    path, level = [], depth + 1
+    for indent, index in reversed([k for k in keys if k[1] <= deepest]):
+        if indent < level:
+            path.insert(0, _PARSER_KEY.search(lines[index]).group(1))
+            level = indent
+    inline = _PARSER_KEY.search(lines[deepest]).group(2).strip()
+    block = []
+    for line in lines[deepest + 1 :]:
+        if line.strip() and len(line) - len(line.lstrip()) <= depth:
+            break
+        block.append(line.strip())
+    noise = ("Does not validate against any of", "Subtypes:", "Errors:", "Given value")
+    reasons = [inline] if inline else [b.removeprefix("- ") for b in block if b and not b.startswith(noise)]
+    given = next((b.removeprefix("Given value:").strip() for b in block if b.startswith("Given value:")), None)
+    text = f'Parser key "{".".join(path)}": {"; ".join(reasons) or "invalid value"}'
+    return text if given is None or inline else f"{text} (given: {given[:80]})"
+
+
+def check_config_files(argv: Sequence[str]) -> None:
+    """Every ``-c`` file exists and holds a YAML mapping (an empty file is an error, not the defaults)."""
+    for path in _config_paths(argv):
+        file = Path(path)
+        if not file.is_file():
+            raise ValueError(f"-c {path}: no such config file")
+        try:
+            content = yaml.safe_load(file.read_text())
+        except yaml.YAMLError as err:
+            raise ValueError(f"-c {path}: not valid YAML ({' '.join(str(err).split())[:200]})") from None
+        if content is None:
+            raise ValueError(f"-c {path}: the config file is empty (expected trainer:, model: and data: sections)")
+        if not isinstance(content, dict):
+            raise ValueError(f"-c {path}: a config file is a YAML mapping of sections, got a {type(content).__name__}")
+
+
+def _config_paths(argv: Sequence[str]) -> list[str]:
+    paths = []
+    for index, arg in enumerate(argv):
+        if arg in ("-c", "--config") and index + 1 < len(argv):
+            paths.append(argv[index + 1])
+        elif arg.startswith("--config="):
+            paths.append(arg.split("=", 1)[1])
+    return paths
+
+
+def check_config(config: Any, subcommand: str) -> None:
+    """Values that type-check but cannot run, and a warning for an evaluation without a checkpoint."""
+    max_steps = config.get("trainer.max_steps")
+    if max_steps is not None and max_steps < -1:
+        raise ValueError(f"trainer.max_steps={max_steps}: use a positive number of steps, or -1 for no limit")
+    if subcommand in ("validate", "test") and not config.get("ckpt_path"):
+        sys.stderr.write(
+            f"maro {subcommand}: warning: no --ckpt_path: this evaluates an untrained model "
+            "(the config's freshly initialised weights)\n"
+        )
+
+
+def check_ckpt_path(config: Any, subcommand: str) -> None:
+    """A ``--ckpt_path`` is a local file that reads as a checkpoint with ``weights_only=True``, was trained
+    with this config's architecture and, for ``fit``, on this config's games. The config's other module
+    arguments apply: the changes from the checkpoint's values are listed on stderr."""
+    path = config.get("ckpt_path")
+    if not path or (str(path) in checkpoints.LIGHTNING_SPECIAL_PATHS and not Path(path).exists()):
+        return  # no checkpoint, or one Lightning resolves itself ("last", "best") among its own files
+    checkpoint = checkpoints.load(path)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    given = checkpoints.plain(config.get("model.init_args")) or {}
+    conflicts = checkpoints.architecture_conflicts(hparams, given)
+    if conflicts:
+        raise ValueError(
+            f"--ckpt_path {path}: the config's {', '.join(f'model.{k}' for k in conflicts)} differ from the "
+            "checkpoint's; weights only load into the architecture and tokenizer they were trained with"
+        )
+    if subcommand == "fit":
+        _check_resumed_games(path, checkpoints.trained_games(checkpoint), config)
+    changes = checkpoints.changed_settings(hparams, given)
+    if changes:
+        sys.stderr.write(f"maro {subcommand}: the config changes the checkpoint's {'; '.join(changes)}\n")
+
+
+def _check_resumed_games(path: str, trained: dict[str, Any], config: Any) -> None:
+    playing = set()
+    for callback in config.get("trainer.callbacks") or []:
+        if str(callback.get("class_path", "")).endswith("SimulationCallback"):
+            games = callback.get("init_args.games")
+            playing |= {str(g.get("name") if hasattr(g, "get") else g.name) for g in games} if games else {"bazaar"}
+    if trained and playing and set(trained) != playing:
+        raise ValueError(
+            f"--ckpt_path {path} was trained on {', '.join(sorted(trained))}, but the config plays "
+            f"{', '.join(sorted(playing))}: a resumed run must play the games it was trained on"
+        )
+
+
+def check_objects(model: Any, datamodule: Any, trainer: Any) -> None:
+    """Checks that need the instantiated classes (the same ones their ``setup`` hooks run)."""
+    from maro_lightning.callbacks import SimulationCallback
+
+    for callback in trainer.callbacks:
+        if isinstance(callback, SimulationCallback):
+            callback.check_compatible(model, datamodule)
