@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Iterator
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from typing import Literal
 
@@ -35,6 +36,7 @@ from torch.utils.data import IterableDataset
 from maro_lightning import distributed
 from maro_lightning import persistence
 from maro_lightning.credit import BehaviorSample
+from maro_lightning.errors import ConfigError
 from maro_lightning.evaluation import LadderConfig
 from maro_lightning.evaluation import LadderMatch
 from maro_lightning.evaluation import ladder_matches
@@ -228,8 +230,11 @@ class TrajectoryDataModule(L.LightningDataModule):
             )
         if sampling not in ("shuffle", "role_balanced"):
             raise ValueError(f"sampling must be 'shuffle' or 'role_balanced', got {sampling!r}")
-        if persist_dir is not None and persist_dir == replay_dir:
-            raise ValueError("persist_dir and replay_dir must differ: a replay would read the shards it writes")
+        if persist_dir is not None and replay_dir is not None and _same_folder(persist_dir, replay_dir):
+            raise ValueError(
+                f"persist_dir and replay_dir must differ: {persist_dir} and {replay_dir} are one folder, and a replay "
+                "would read the shards it writes"
+            )
         self.batch_size, self.passes, self.sampling = batch_size, passes, sampling
         self.persist_dir, self.replay_dir, self.seed = persist_dir, replay_dir, seed
         self.evaluation = evaluation or LadderConfig()
@@ -240,10 +245,14 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.rng = random.Random(seed)
         self.replay_position = 0  # rounds taken from replay_dir so far
         self._step_totals: Tensor | None = None  # of the current optimizer step, over all ranks
+        self._lock = None if persist_dir is None else persistence.DirectoryLock(persist_dir)
+        self._replay_tokenizers: dict[Any, str | None] | None = None  # shard -> fingerprint, checked at setup
 
     # ------------------------------------------------------------------------------------------ the buffer
     def setup(self, stage: str) -> None:
         rank = self.trainer.global_rank if self.trainer is not None else 0
+        if stage == "fit":
+            self._check_folders(rank)
         if self.round_index == 0:  # not yet fed: a per-rank stream (a resume restores the saved one after this)
             self.rng = random.Random(self.seed * 1_000_003 + rank)
 
@@ -254,7 +263,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.round_index += 1
         self.rounds.append(samples)
         if self.persist_dir is not None:
-            persistence.save_round(samples, self.persist_dir, self.round_index, overwrite=True)  # resumes redo rounds
+            tokenizer = self._tokenizer_fingerprint()
+            persistence.save_round(samples, self.persist_dir, self.round_index, overwrite=True, tokenizer=tokenizer)
         self._replan()
 
     @property
@@ -289,11 +299,54 @@ class TrajectoryDataModule(L.LightningDataModule):
     def push_replayed_round(self) -> None:
         """Push the next saved round of ``replay_dir``, in round order, from the first again after the last."""
         paths = persistence.round_paths(self.replay_dir)
+        if self.replay_position == 0 or self._replay_tokenizers is not None:
+            self._check_replay_tokenizer(paths)
         path = paths[self.replay_position % len(paths)]
         self.replay_position += 1
         samples = persistence.load_round(path)
         rank_zero_info(f"replaying {path} ({len(samples)} samples)")
         self.push(samples)
+
+    def teardown(self, stage: str) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+    def on_exception(self, exception: BaseException) -> None:
+        self.teardown("fit")
+
+    def _check_folders(self, rank: int) -> None:
+        """Before training: ``persist_dir`` is this run's alone (locked), and every shard of ``replay_dir`` reads.
+
+        Raises:
+            ConfigError: naming the folder, the other run or the bad shard.
+        """
+        if self._lock is not None and rank == 0:
+            try:
+                self._lock.acquire()
+            except RuntimeError as err:
+                raise ConfigError(f"data.persist_dir: {err}") from None
+        if self.replay_dir is not None:
+            try:
+                self._replay_tokenizers = persistence.check_rounds(self.replay_dir)
+            except (OSError, ValueError) as err:
+                raise ConfigError(f"data.replay_dir: {err}") from None
+
+    def _check_replay_tokenizer(self, paths: list[Any]) -> None:
+        """Every shard was written with this model's tokenizer: other token ids would train on other words."""
+        ours = self._tokenizer_fingerprint()
+        recorded = self._replay_tokenizers or {path: persistence.round_tokenizer(path) for path in paths}
+        for path, theirs in recorded.items():
+            if theirs != ours:
+                raise ConfigError(
+                    f"data.replay_dir: {path} was recorded with tokenizer {theirs or 'unknown (none recorded)'}, but "
+                    f"the model's tokenizer is {ours}: its token ids would be read as other words"
+                )
+        self._replay_tokenizers = None  # checked
+
+    def _tokenizer_fingerprint(self) -> str | None:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        tokenizer = getattr(module, "tokenizer", None)
+        return persistence.tokenizer_fingerprint(tokenizer) if hasattr(tokenizer, "get_vocab") else None
 
     def _replan(self) -> None:
         """Plan the buffer's batches; a whole number of optimizer steps (topped up from another pass), so that
@@ -385,6 +438,11 @@ class TrajectoryDataModule(L.LightningDataModule):
 def _row(sample: BehaviorSample) -> dict[str, Any]:
     """A sample as a dict of plain values and tensors (``torch.load(weights_only=True)`` reads it back)."""
     return {f.name: getattr(sample, f.name) for f in dataclasses.fields(sample)}
+
+
+def _same_folder(a: str, b: str) -> bool:
+    """Whether two folder names are one folder (``runs/x/`` and ``./runs/x``, a symlink and its target)."""
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def _identity(match: LadderMatch) -> LadderMatch:

@@ -3,7 +3,8 @@
 A round (``list[BehaviorSample]``) is saved with the ``datasets`` library as ``directory/round_{i:06d}``:
 one column per field of :class:`~maro_lightning.credit.BehaviorSample` (derived from the dataclass, so a new
 field is stored without touching this module), tensors as lists (None stays None), and a ``maro_round.json``
-beside the Arrow files holding ``{"version": 1, "round": i, "rows": n}``.
+beside the Arrow files holding ``{"version": 1, "round": i, "rows": n, "tokenizer": fingerprint}`` (the
+fingerprint of the tokenizer whose ids the round holds, :func:`tokenizer_fingerprint`; None when not given).
 
     save_round(samples, "runs/exp1/rounds", 3)          # -> runs/exp1/rounds/round_000003
     for index, samples in load_rounds("runs/exp1/rounds"):
@@ -11,16 +12,21 @@ beside the Arrow files holding ``{"version": 1, "round": i, "rows": n}``.
 
 A round is written into a hidden temporary sibling folder and renamed into place once complete, so a crash
 never leaves a half-written round where replay would read it. ``datasets`` is imported only when a round is
-saved or loaded: importing this module works without it.
+saved or loaded: importing this module works without it. :class:`DirectoryLock` keeps two runs from writing
+into one folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import tempfile
+import uuid
+import warnings
 from collections.abc import Iterator
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -44,13 +50,18 @@ _SCALARS = {str: "string", int: "int64", float: "float64", bool: "bool"}  # Pyth
 
 
 def save_round(
-    samples: Sequence[BehaviorSample], directory: str | Path, round_index: int, overwrite: bool = False
+    samples: Sequence[BehaviorSample],
+    directory: str | Path,
+    round_index: int,
+    overwrite: bool = False,
+    tokenizer: str | None = None,
 ) -> Path:
     """Write a round as the Arrow dataset folder ``directory/round_{round_index:06d}`` and return its path.
 
     Tensors are stored as lists in their field's dtype (``*_ids`` int64, other tensors float32). The folder
     appears only once fully written (temporary sibling, then rename). ``directory`` is created if needed.
     ``overwrite`` replaces a saved round of that index (a resumed run replaying the rounds after its checkpoint).
+    ``tokenizer`` is the fingerprint of the tokenizer that wrote the ids (:func:`tokenizer_fingerprint`).
 
     Raises:
         ValueError: a negative ``round_index``, or a tensor that is not 1-D or of the wrong kind (float ids).
@@ -66,7 +77,7 @@ def save_round(
     columns = _columns(samples)  # fails on a bad tensor before anything touches the disk
     temporary = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=directory))
     try:
-        _write(columns, len(samples), temporary, round_index)
+        _write(columns, len(samples), temporary, round_index, tokenizer)
         if final.exists():
             shutil.rmtree(final)
         os.replace(temporary, final)
@@ -94,13 +105,128 @@ def load_round(path: str | Path) -> list[BehaviorSample]:
     try:
         with _quiet(datasets):
             dataset = datasets.Dataset.load_from_disk(str(path))
-    except FileNotFoundError as err:
-        raise ValueError(f"{path}: the Arrow dataset is unreadable ({err})") from err
-    _check_columns(path, dataset.column_names)
-    if len(dataset) != meta.get("rows"):
-        raise ValueError(f"{path}: {len(dataset)} rows, but {META_FILE} says {meta.get('rows')!r}")
-    columns = dataset.to_dict()  # name -> [N] Python values
-    return [_sample(columns, row) for row in range(len(dataset))]
+        _check_columns(path, dataset.column_names)
+        if len(dataset) != meta.get("rows"):
+            raise ValueError(f"{path}: {len(dataset)} rows, but {META_FILE} says {meta.get('rows')!r}")
+        columns = dataset.to_dict()  # name -> [N] Python values
+        return [_sample(columns, row) for row in range(len(dataset))]
+    except ValueError as err:
+        if str(err).startswith(str(path)):
+            raise
+        raise _unreadable(path, err) from err
+    except Exception as err:  # noqa: BLE001 - pyarrow and datasets report a damaged file in many ways
+        raise _unreadable(path, err) from err
+
+
+def _unreadable(path: Path, err: BaseException) -> ValueError:
+    files = ", ".join(sorted(f.name for f in path.glob("*.arrow"))) or "no .arrow file"
+    detail = " ".join(str(err).split())[:160]
+    return ValueError(f"{path} ({files}): unreadable Arrow data, truncated or corrupt ({type(err).__name__}: {detail})")
+
+
+def round_tokenizer(path: str | Path) -> str | None:
+    """The tokenizer fingerprint a round was saved with (None if it was saved without one)."""
+    return _read_meta(Path(path)).get("tokenizer")
+
+
+def check_rounds(directory: str | Path) -> dict[Path, str | None]:
+    """Read every round of ``directory`` in full, one at a time; returns each round's tokenizer fingerprint.
+
+    Raises:
+        FileNotFoundError: the directory is missing or holds no rounds.
+        ValueError: a round is unreadable (the message names its folder and Arrow file).
+    """
+    fingerprints = {}
+    for path in round_paths(directory):
+        load_round(path)
+        fingerprints[path] = round_tokenizer(path)
+    return fingerprints
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """16 hex digits identifying a tokenizer's vocabulary (token -> id) and its special ids: rounds saved under
+    one fingerprint hold ids that mean the same words only under a tokenizer with the same fingerprint."""
+    vocab = sorted(tokenizer.get_vocab().items())
+    specials = [tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.bos_token_id, tokenizer.unk_token_id]
+    digest = hashlib.sha256(json.dumps([vocab, specials], ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:16]
+
+
+class DirectoryLock:
+    """An exclusive claim on a folder: the file ``.maro.lock`` holding the owner's host and pid.
+
+    A second :meth:`acquire` while the owner lives raises; a lock left by a process of this host that no longer
+    exists (a crash, kill -9) is taken over with a warning. A lock from another host cannot be checked, so it is
+    honoured: remove the file by hand once that run is over.
+    """
+
+    NAME = ".maro.lock"
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory) / self.NAME
+        self.owner = {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
+        self.held = False
+
+    def acquire(self) -> None:
+        """Take the lock (creating the folder).
+
+        Raises:
+            RuntimeError: another live process holds it (the message names it and the lock file).
+        """
+        if self.held:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if not self._stale(holder):
+                    raise RuntimeError(
+                        f"{self.path.parent} is in use by another run ({_describe(holder)}; lock file {self.path}): "
+                        "two runs writing one folder would mix their rounds; use another folder, or remove the "
+                        "lock file if that run is gone"
+                    ) from None
+                gone = f"{self.path}: taking over the lock of a run that no longer exists ({_describe(holder)})"
+                warnings.warn(gone, stacklevel=2)
+                self.path.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as file:
+                json.dump(self.owner, file)
+            self.held = True
+            return
+        raise RuntimeError(f"{self.path}: could not take the lock (another run took it first)")
+
+    def release(self) -> None:
+        if self.held and self._holder() == self.owner:
+            self.path.unlink(missing_ok=True)
+        self.held = False
+
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            holder = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        return holder if isinstance(holder, dict) else None
+
+    @staticmethod
+    def _stale(holder: dict[str, Any] | None) -> bool:
+        """Whether the holder is certainly gone: an unreadable lock, or a pid of this host that is not running."""
+        if holder is None:
+            return True
+        if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+            return False
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False  # it exists, under another user
+        return False
+
+
+def _describe(holder: dict[str, Any] | None) -> str:
+    return "unknown owner" if holder is None else f"pid {holder.get('pid')} on {holder.get('host')}"
 
 
 def round_paths(directory: str | Path) -> list[Path]:
@@ -194,13 +320,13 @@ def _cell(name: str, value: Tensor | None) -> list[int] | list[float] | None:
     return value.detach().to("cpu", dtype).tolist()
 
 
-def _write(columns: dict[str, list[Any]], rows: int, path: Path, round_index: int) -> None:
+def _write(columns: dict[str, list[Any]], rows: int, path: Path, round_index: int, tokenizer: str | None) -> None:
     """Save the columns as an Arrow dataset in ``path`` with the version file beside it, flushed to disk."""
     datasets = _datasets()
     dataset = datasets.Dataset.from_dict(columns, features=_features(datasets))
     with _quiet(datasets):
         dataset.save_to_disk(str(path), num_shards=1 if rows == 0 else None)  # 0 rows: datasets writes no shard
-    meta = {"version": FORMAT_VERSION, "round": round_index, "rows": rows}
+    meta = {"version": FORMAT_VERSION, "round": round_index, "rows": rows, "tokenizer": tokenizer}
     (path / META_FILE).write_text(json.dumps(meta) + "\n")
     for file in path.iterdir():
         _fsync(file)

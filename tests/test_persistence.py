@@ -87,7 +87,7 @@ def test_round_trip_with_tensors(tmp_path: Path) -> None:
     ]
     path = save_round(samples, tmp_path / "rounds", 4)
     assert path == tmp_path / "rounds" / "round_000004"
-    assert json.loads((path / META_FILE).read_text()) == {"version": 1, "round": 4, "rows": 3}
+    assert json.loads((path / META_FILE).read_text()) == {"version": 1, "round": 4, "rows": 3, "tokenizer": None}
     assert_same(load_round(path), samples)
 
 

@@ -261,3 +261,104 @@ def test_plans_are_whole_optimizer_steps_and_batches_carry_the_steps_totals():
         expected = torch.tensor([tokens, sum(b.size for b in step), weights], dtype=torch.float64)
         for batch in step:
             torch.testing.assert_close(batch.step_totals, expected)  # the whole step's, on each micro-batch
+
+
+# ------------------------------------------------------------------------------- persist_dir and replay_dir
+def with_tokenizer(dm: TrajectoryDataModule, words: list[str]) -> TrajectoryDataModule:
+    """A stand-in trainer whose module has a real (tiny, word-level) tokenizer of ``words``."""
+    from maro_lightning.models import build_tokenizer
+
+    module = SimpleNamespace(tokenizer=build_tokenizer(words))
+    dm.trainer = SimpleNamespace(lightning_module=module, accumulate_grad_batches=1, world_size=1, global_rank=0)
+    return dm
+
+
+@pytest.mark.parametrize("same", ["{d}/", "./{d}", "{d}/../{d}", "link"], ids=["slash", "dot", "dotdot", "symlink"])
+def test_persist_and_replay_dir_are_compared_as_folders(tmp_path, monkeypatch, same):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rounds").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "rounds")
+    with pytest.raises(ValueError, match="persist_dir and replay_dir must differ: .* are one folder"):
+        TrajectoryDataModule(persist_dir="rounds", replay_dir=same.format(d="rounds"))
+
+
+def test_a_second_writer_of_a_persist_dir_refuses_to_start(tmp_path):
+    from maro_lightning.errors import ConfigError
+
+    first = with_tokenizer(TrajectoryDataModule(persist_dir=str(tmp_path / "rounds")), ["hello"])
+    second = with_tokenizer(TrajectoryDataModule(persist_dir=str(tmp_path / "rounds/")), ["hello"])
+    first.setup("fit")
+    with pytest.raises(ConfigError, match=r"data.persist_dir: .*rounds is in use by another run \(pid \d+ on "):
+        second.setup("fit")
+    first.push(rows(3))  # the first run writes on
+    first.teardown("fit")
+    second.setup("fit")  # free again once the first run ends
+    assert (tmp_path / "rounds" / ".maro.lock").exists()
+    second.teardown("fit")
+    assert not (tmp_path / "rounds" / ".maro.lock").exists()
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    from maro_lightning.errors import ConfigError
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock = tmp_path / "rounds" / ".maro.lock"
+    lock.parent.mkdir()
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": int(gone.stdout), "token": "x"}))
+    dm = with_tokenizer(TrajectoryDataModule(persist_dir=str(tmp_path / "rounds")), ["hello"])
+    with pytest.warns(
+        UserWarning, match=f"taking over the lock of a run that no longer exists \\(pid {gone.stdout.strip()}"
+    ):
+        dm.setup("fit")
+    dm.teardown("fit")
+    lock.write_text(json.dumps({"host": "another-host", "pid": 1, "token": "x"}))  # cannot be checked: honoured
+    with pytest.raises(ConfigError, match="in use by another run \\(pid 1 on another-host"):
+        dm.setup("fit")
+
+
+def test_replay_refuses_rounds_recorded_under_another_tokenizer(tmp_path):
+    from maro_lightning import persistence
+    from maro_lightning.errors import ConfigError
+
+    recorder = with_tokenizer(TrajectoryDataModule(persist_dir=str(tmp_path / "rounds")), ["offer", "accept"])
+    recorder.setup("fit")
+    recorder.push(rows(4))
+    recorder.push(rows(5))
+    recorder.teardown("fit")
+    fingerprint = persistence.tokenizer_fingerprint(recorder.trainer.lightning_module.tokenizer)
+    assert persistence.round_tokenizer(tmp_path / "rounds" / "round_000002") == fingerprint
+
+    same = with_tokenizer(TrajectoryDataModule(replay_dir=str(tmp_path / "rounds")), ["offer", "accept"])
+    same.setup("fit")
+    same.push_replayed_round()
+    assert same.replay_position == 1 and len(same.buffer) == 4
+
+    other = with_tokenizer(TrajectoryDataModule(replay_dir=str(tmp_path / "rounds")), ["vote", "player"])
+    other.setup("fit")
+    with pytest.raises(ConfigError, match=f"round_000001 was recorded with tokenizer {fingerprint}, but the model's"):
+        other.push_replayed_round()
+    assert not other.buffer
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random", "empty"])
+def test_every_replay_shard_is_checked_before_training_and_a_bad_one_is_named(tmp_path, damage):
+    from maro_lightning.errors import ConfigError
+
+    recorder = with_tokenizer(TrajectoryDataModule(persist_dir=str(tmp_path / "rounds")), ["hello"])
+    for size in (3, 4, 5):
+        recorder.push(rows(size))
+    (arrow,) = (tmp_path / "rounds" / "round_000003").glob("*.arrow")
+    data = arrow.read_bytes()
+    arrow.write_bytes(
+        {"truncated": data[: len(data) // 2], "random": random.randbytes(len(data)), "empty": b""}[damage]
+    )
+    replay = with_tokenizer(TrajectoryDataModule(replay_dir=str(tmp_path / "rounds")), ["hello"])
+    with pytest.raises(ConfigError) as error:
+        replay.setup("fit")  # before the first batch: rounds 1 and 2 are fine, round 3 is not
+    assert f"round_000003 ({arrow.name}): unreadable Arrow data, truncated or corrupt" in str(error.value)
+    assert "\n" not in str(error.value) and not replay.buffer
