@@ -14,6 +14,7 @@ of :mod:`maro_lightning.credit`, and the optimizer and scheduler callables of Li
 from __future__ import annotations
 
 import copy
+from collections import deque
 from dataclasses import asdict
 from dataclasses import dataclass
 from typing import Any
@@ -74,7 +75,12 @@ class LossConfig:
     once, its tokens share its weight (GRPO)."""
     on_nonfinite: Literal["raise", "skip"] = "raise"
     """A non-finite loss or gradient: ``raise`` stops the run naming the step and the quantity; ``skip``
-    drops that batch's update (on every rank) and goes on."""
+    drops that optimizer step's update (on every rank), logs ``train/skipped_steps`` and goes on."""
+    max_skipped_fraction: float = 0.1
+    """With ``skip``: the run stops (FloatingPointError) once more than this share of the last ``skip_window``
+    optimizer steps were skipped: a run that drops most of its updates is not training."""
+    skip_window: int = 20
+    """Optimizer steps over which ``max_skipped_fraction`` is counted."""
     impl: str = "auto"
     """The fused loss implementation: auto (Triton on CUDA, else chunked), triton, chunked or reference."""
 
@@ -83,6 +89,8 @@ class LossConfig:
             raise ValueError(f"bad loss config {self}: need 0 <= clip_low < 1, clip_high >= 0, beta >= 0, coef >= 0")
         if self.aggregation not in ("token_mean", "sequence_mean") or self.on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"bad loss config {self}: aggregation token_mean|sequence_mean, on_nonfinite raise|skip")
+        if not 0 <= self.max_skipped_fraction <= 1 or self.skip_window < 1:
+            raise ValueError(f"bad loss config {self}: need 0 <= max_skipped_fraction <= 1 and skip_window >= 1")
 
 
 @dataclass(frozen=True)
@@ -165,6 +173,9 @@ class MaroModule(L.LightningModule):
         self.snapshot_names: set[str] = {REFERENCE} if self.loss_config.beta > 0 else set()
         self.snapshots: dict[str, torch.nn.Module] = {}  # frozen copies, outside state_dict and the optimizer
         self._pending_snapshots: dict[str, dict[str, Tensor]] = {}
+        self.skipped_steps = 0  # optimizer steps dropped for a non-finite loss or gradient (state)
+        self._recent_skips: deque[bool] = deque(maxlen=self.loss_config.skip_window)  # (state)
+        self._skip_step = False  # the current optimizer step is to be dropped
         self.ladder_metric: OutcomeMetric | None = None
 
     # ------------------------------------------------------------------------------------------ the model
@@ -269,9 +280,10 @@ class MaroModule(L.LightningModule):
         step_weight = batch.step_totals[2].item() / self._micro_batches_per_step
         utility_loss = UtilityHead.loss(values, q_values, batch.utility_targets, batch.weights, step_weight)
         loss = pg_loss + cfg.utility_coef * utility_loss
-        if not self._finite("loss", {"pg_loss": pg_loss, "utility_loss": utility_loss}):
-            return None
         self._log_step(batch, {"loss": loss, "pg_loss": pg_loss, "utility_loss": utility_loss}, stats, values, q_values)
+        if not self._finite("loss", {"pg_loss": pg_loss, "utility_loss": utility_loss}):
+            self._skip_step = True  # the whole optimizer step is dropped, with every micro-batch's gradient
+            return None
         return loss
 
     def token_weights(self, batch: TrajectoryBatch) -> tuple[Tensor, float]:
@@ -295,10 +307,26 @@ class MaroModule(L.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
-        if not self._finite("gradient", {"grad_norm": norm}):
+        skip = self._skip_step or not self._finite("gradient", {"grad_norm": norm})  # _skip_step: same on all ranks
+        self._skip_step = False
+        if skip:
             optimizer.zero_grad(set_to_none=True)  # AdamW skips parameters without a gradient
-        else:
-            self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+            norm = torch.full((), float("nan"), device=self.device)  # no update: no norm (never the last one's)
+        self.log("train/grad_norm", norm, on_step=True, on_epoch=False)
+        self._count_skip(skip)
+
+    def _count_skip(self, skipped: bool) -> None:
+        """Log ``train/skipped_steps``; stop the run when too many recent steps were skipped."""
+        self.skipped_steps += int(skipped)
+        self._recent_skips.append(skipped)
+        self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
+        cfg, recent = self.loss_config, sum(self._recent_skips)
+        if recent > cfg.max_skipped_fraction * cfg.skip_window:
+            raise FloatingPointError(
+                f"{recent} of the last {len(self._recent_skips)} optimizer steps were skipped for non-finite values "
+                f"(global step {self.global_step}; more than loss.max_skipped_fraction={cfg.max_skipped_fraction} of "
+                f"loss.skip_window={cfg.skip_window}): the run is not training; lower the learning rate"
+            )
 
     def _finite(self, what: str, values: dict[str, Tensor]) -> bool:
         """Whether every value is finite on every rank; raise, or report a skip, per ``on_nonfinite``."""
@@ -387,6 +415,7 @@ class MaroModule(L.LightningModule):
     # ------------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state: dict[str, Any] = {"credit": self.credit.state_dict()}
+        state["skips"] = {"total": self.skipped_steps, "recent": list(self._recent_skips)}
         state["snapshots"] = {name: snap.state_dict() for name, snap in self.snapshots.items()}
         if self.policy_name is None:
             state["tokenizer"] = tokenizer_to_json(self.tokenizer)
@@ -396,6 +425,10 @@ class MaroModule(L.LightningModule):
         state = checkpoint.get("maro", {})
         if "credit" in state:
             self.credit.load_state_dict(state["credit"])
+        if "skips" in state:
+            self.skipped_steps = state["skips"]["total"]
+            self._recent_skips.clear()
+            self._recent_skips.extend(state["skips"]["recent"])
         if "tokenizer" in state:
             self.tokenizer = tokenizer_from_json(state["tokenizer"])
         for name, weights in state.get("snapshots", {}).items():

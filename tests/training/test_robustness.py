@@ -183,12 +183,12 @@ def test_degenerate_generations_follow_the_rules_and_still_train(game, kind):
 BAD = 1  # batch index of the poisoned step: the second one
 
 
-def poisoned(module_class: type[MaroModule], on_nonfinite: str) -> tuple[MaroModule, list]:
+def poisoned(module_class: type[MaroModule], on_nonfinite: str, **loss) -> tuple[MaroModule, list]:
     """A ``module_class`` module with ``loss.on_nonfinite`` set, and a scored round with spread-out advantages:
     the stub accepts whatever the linear agent offers (and is invalid, then defaulted, when there is nothing to
     accept), at prices that differ per game."""
     torch.manual_seed(0)
-    module = tiny_module("bazaar", module_class, loss=LossConfig(beta=0.05, on_nonfinite=on_nonfinite))
+    module = tiny_module("bazaar", module_class, loss=LossConfig(beta=0.05, on_nonfinite=on_nonfinite, **loss))
     module.configure_model()
     backend = stub("invalid", "bazaar", module.tokenizer)
     games = play(module, "bazaar", backend, opponents={"linear": 1.0}, num_games=8)
@@ -264,3 +264,51 @@ def test_skip_drops_the_bad_update_and_finishes(module_class, callback):
     for step in (0, 2, 3):
         assert not torch.equal(params.before[step], params.after[step]), step  # the others trained
     assert torch.isfinite(flat_params(module)).all()
+
+
+class NaNFrom(MaroModule):
+    """The loss is NaN on every step from the second on."""
+
+    calls = 0
+
+    def token_weights(self, batch):  # noqa: ANN001
+        weights, normalizer = super().token_weights(batch)
+        self.calls += 1
+        return (torch.full_like(weights, float("nan")) if self.calls > BAD else weights), normalizer
+
+
+def logged(root) -> dict[str, list[float]]:  # noqa: ANN001
+    """metrics.csv's per-step values of each train/* key, in step order (rows without it left out)."""
+    import csv
+
+    (path,) = root.glob("**/metrics.csv")
+    rows = list(csv.DictReader(path.open()))
+    return {key: [float(r[key]) for r in rows if r.get(key)] for key in ("train/grad_norm", "train/skipped_steps")}
+
+
+@pytest.mark.parametrize(
+    ("module_class", "callback"), [(NaNWeights, Params), (MaroModule, NaNGradient)], ids=["loss", "gradient"]
+)
+def test_a_skipped_step_is_counted_and_logs_no_stale_value(tmp_path, module_class, callback):
+    from lightning.pytorch.loggers import CSVLogger
+
+    module, samples = poisoned(module_class, "skip")
+    dm = data(batch_size=4)
+    dm.push(samples)
+    logger = CSVLogger(tmp_path)
+    trainer = L.Trainer(max_steps=4, callbacks=[callback()], **{**QUIET, "logger": logger, "log_every_n_steps": 1})
+    trainer.fit(module, datamodule=dm)
+    values = logged(tmp_path)
+    assert values["train/skipped_steps"] == [0.0, 1.0, 1.0, 1.0] and module.skipped_steps == 1
+    norms = values["train/grad_norm"]
+    assert len(norms) == 4 and math.isnan(norms[BAD])  # not the previous step's norm
+    assert all(math.isfinite(norms[i]) and norms[i] > 0 for i in (0, 2, 3))
+
+
+def test_too_many_skipped_steps_stop_the_run():
+    module, samples = poisoned(NaNFrom, "skip", skip_window=5, max_skipped_fraction=0.2)
+    params = Params()
+    message = r"2 of the last 3 optimizer steps were skipped .*global step 2; more than loss.max_skipped_fraction=0.2"
+    with pytest.raises(FloatingPointError, match=message):
+        fit_on(module, samples, max_steps=20, callbacks=[params], batch_size=4)
+    assert sorted(params.after) == [0, 1]  # stopped during the third step, the second skipped one
