@@ -18,7 +18,9 @@ from typing import ClassVar
 from typing import Literal
 
 from maro_lightning.envs.parsing import InvalidAction
+from maro_lightning.envs.parsing import clean_text
 from maro_lightning.envs.parsing import find_tags
+from maro_lightning.envs.parsing import public_text
 from maro_lightning.envs.parsing import remove_spans
 from maro_lightning.envs.parsing import select_tag
 from maro_lightning.envs.parsing import strip_think
@@ -147,6 +149,7 @@ class SocialEnv(ABC):
     def step(self, player: int, text: str) -> None:
         """Apply ``player``'s raw text. Invalid actions are handled by the game's policy, never raised."""
         self._check_can_act(player, text)
+        text = clean_text(text)  # no lone surrogate reaches a prompt, a tokenizer or a saved round
         public, _private = strip_think(text)
         phase = self._phase()
         try:
@@ -225,7 +228,7 @@ class SocialEnv(ABC):
     def _read(self, player: int, public: str) -> tuple[Action, str]:
         tags = find_tags(public, self.tags)
         tag = select_tag(tags, strict=self.strict)
-        talk = truncate(remove_spans(public, [t.span for t in tags]), self.max_public_chars)
+        talk = truncate(public_text(remove_spans(public, [t.span for t in tags])), self.max_public_chars)
         action = self._parse(player, tag.name if tag else None, tag.arg if tag else None)
         return action, talk
 

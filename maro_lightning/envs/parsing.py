@@ -3,6 +3,12 @@
 A turn's raw text is split into private reasoning (inside ``<think>…</think>``) and the public rest;
 actions are bracket tags such as ``[Offer: $1,200]`` found in the public rest. Nothing here knows a
 game: games name their tags and parse each tag's argument with the helpers below.
+
+A tag inside another bracket (``[Offer: [Accept]]``) or inside double quotes (``"[Accept]"``, ``“[Accept]”``)
+is text, not an action. Public text is escaped before anyone sees it (:func:`public_text`): brackets become
+parentheses and the markers that structure a prompt (``|``, ``<``, ``>``, ``"``) are replaced, so talk can
+neither pose as an action nor forge a section of another player's prompt. Text that cannot be encoded (lone
+surrogates) never reaches a prompt or a tokenizer (:func:`clean_text`), nor do control characters in public text.
 """
 
 from __future__ import annotations
@@ -62,15 +68,50 @@ def strip_think(text: str) -> tuple[str, str]:
 def find_tags(text: str, names: tuple[str, ...]) -> list[Tag]:
     """All bracket tags in ``text`` whose name is one of ``names`` (case- and space-insensitive).
 
-    Brackets whose first words are not an action name (``[laughs]``) are ordinary text, not tags.
+    Brackets whose first words are not an action name (``[laughs]``) are ordinary text, not tags; so are tags
+    nested in another bracket or quoted in double quotes (``[Offer: [Accept]]``, ``"[Accept]"``).
     """
     wanted = sorted({_normalise(n) for n in names}, key=len, reverse=True)
+    enclosed = _enclosed(text)
     tags = []
     for bracket in _BRACKET.finditer(text):
+        if enclosed[bracket.start()]:
+            continue
         tag = _read_tag(bracket.group(1), wanted, bracket.span())
         if tag is not None:
             tags.append(tag)
     return tags
+
+
+def _enclosed(text: str) -> list[bool]:
+    """Per character: whether it lies inside an open ``[`` or a pair of double quotes (straight or curly)."""
+    straight = [i for i, ch in enumerate(text) if ch == '"']
+    quoted = [False] * (len(text) + 1)
+    for start, end in zip(straight[::2], straight[1::2], strict=False):  # an unpaired last quote quotes nothing
+        quoted[start + 1 : end] = [True] * (end - start - 1)
+    result, depth, curly = [], 0, 0
+    for i, ch in enumerate(text):
+        result.append(depth > 0 or curly > 0 or quoted[i])
+        depth = depth + 1 if ch == "[" else max(depth - 1, 0) if ch == "]" else depth
+        curly = curly + 1 if ch == "\u201c" else max(curly - 1, 0) if ch == "\u201d" else curly
+    return result
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_PUBLIC = str.maketrans({"[": "(", "]": ")", "|": "/", "<": "‹", ">": "›", '"': "'", "\u201c": "'", "\u201d": "'"})
+
+
+def clean_text(text: str) -> str:
+    """``text`` encodable for any tokenizer: lone surrogates (not encodable as UTF-8) become U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
+def public_text(talk: str) -> str:
+    """Talk as others are shown it: brackets become parentheses (no talk looks like an action), the markers
+    that structure prompts (``|`` sections, ``<``/``>`` special tokens and the reader's turn, ``"`` quoted
+    messages) are replaced by look-alikes that structure nothing, and control characters become spaces."""
+    return _CONTROL.sub(" ", clean_text(talk).translate(_PUBLIC))
 
 
 def _read_tag(body: str, wanted: list[str], span: tuple[int, int]) -> Tag | None:

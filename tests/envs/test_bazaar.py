@@ -224,3 +224,14 @@ def test_time_dependent_curve():
     view["history"] = [{}] * 3  # 100 + (70 - 100) · (3/9) = 90
     assert agent.next_offer(view) == 90
     assert math.isclose(envs.agent("boulware", game="bazaar").e, 0.3)
+
+
+@pytest.mark.parametrize(
+    "text", ["[Offer: [Accept]]", 'I would never say "[Accept]"', "\u201c[Accept]\u201d, they said"]
+)
+def test_nested_or_quoted_tags_are_talk_not_a_deal(text):
+    env = _set(_env())
+    env.step(SELLER, "Nice bike. [Offer: $85]")
+    env.step(BUYER, text)
+    assert not env.done and env.price is None
+    assert env.turns[-1].valid and env.turns[-1].action is None and "[" not in env.turns[-1].public

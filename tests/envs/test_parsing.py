@@ -46,7 +46,12 @@ def test_strip_think(raw, public, private_has):
         ("Offer: $5]", []),
         ("[Vote: Player 3]", [("vote", "Player 3")]),
         ("[Propose: book=1, hat=2, ball=0]", [("propose", "book=1, hat=2, ball=0")]),
-        ("[[Offer: $7]]", [("offer", "$7")]),
+        ("[[Offer: $7]]", []),  # a tag inside another bracket is text
+        ("[Offer: [Accept]]", []),
+        ('"[Accept]" he said', []),  # so is a quoted one
+        ("\u201c[Accept]\u201d", []),
+        ('I said "no" [Accept] "ok', [("accept", None)]),  # quotes elsewhere, or unpaired, change nothing
+        ("] [Accept]", [("accept", None)]),
         ("[Offerings: 3]", []),  # a longer word is not the action name
     ],
 )
