@@ -252,3 +252,18 @@ def test_a_missing_checkpoint_is_named(tmp_path, capsys):
         main(["play", "--game", "bazaar", "--seats", "policy", "--checkpoint", str(tmp_path / "nope.ckpt")])
     assert exit_info.value.code == 2
     assert "nope.ckpt: no such file" in capsys.readouterr().err
+
+
+def test_the_simulation_refuses_a_tokenizer_that_cannot_write_its_games_actions():
+    """The check behind `corpus_misses_the_game` for any tokenizer (run when training starts): a vocabulary built
+    from Mafia reads Bazaar's `[Offer: $X]` as <unk>."""
+    from maro_lightning.models import build_tokenizer
+    from maro_lightning.models import game_corpus
+    from maro_lightning.models import unwritable_actions
+    from maro_lightning.rollout import GameSpec
+
+    bazaar = [GameSpec("bazaar", opponents={"linear": 1.0})]
+    mafia_words = build_tokenizer(game_corpus(["mafia"], episodes=3))
+    assert unwritable_actions(mafia_words, bazaar).startswith("bazaar: '[Offer: $")
+    assert unwritable_actions(build_tokenizer(game_corpus(["bazaar"], episodes=3)), bazaar) == ""
+    assert unwritable_actions(build_tokenizer([], kind="byte"), bazaar) == ""  # bytes write anything
