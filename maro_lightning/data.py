@@ -205,8 +205,12 @@ class TrajectoryDataModule(L.LightningDataModule):
             on top of the credit weights or instead of them with ``credit.weighting: none``).
         buffer_rounds: rounds the buffer keeps (1: on-policy, only the newest; more reuse older rounds, whose
             importance ratios the clipped loss then corrects).
-        persist_dir: save every pushed round there as an Arrow shard (``round_000001``, ...), or None.
-        replay_dir: train from the shards saved there instead of simulating (no SimulationCallback needed);
+        persist_dir: save every pushed round there as an Arrow shard (``round_000001``, ...), or None; under
+            data parallelism each rank saves its own rounds in ``persist_dir/rank_NNN``. The folder is locked
+            while the run trains: a second run refuses to write into it.
+        replay_dir: train from the shards saved there instead of simulating (no SimulationCallback allowed;
+            every shard is read before training, and must have been written with the model's tokenizer; a rank
+            reads its ``rank_NNN`` subfolder when there is one);
             the rounds are replayed in order, and again from the first once all are used.
         seed: the batch-plan RNG (per rank: the rank is added).
         evaluation: the scripted ladder played by ``validate``/``test`` (and by fit's validation).
@@ -264,7 +268,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.rounds.append(samples)
         if self.persist_dir is not None:
             tokenizer = self._tokenizer_fingerprint()
-            persistence.save_round(samples, self.persist_dir, self.round_index, overwrite=True, tokenizer=tokenizer)
+            folder = _rank_folder(self.persist_dir, writing=True)
+            persistence.save_round(samples, folder, self.round_index, overwrite=True, tokenizer=tokenizer)
         self._replan()
 
     @property
@@ -298,7 +303,7 @@ class TrajectoryDataModule(L.LightningDataModule):
 
     def push_replayed_round(self) -> None:
         """Push the next saved round of ``replay_dir``, in round order, from the first again after the last."""
-        paths = persistence.round_paths(self.replay_dir)
+        paths = persistence.round_paths(_rank_folder(self.replay_dir, writing=False))
         if self.replay_position == 0 or self._replay_tokenizers is not None:
             self._check_replay_tokenizer(paths)
         path = paths[self.replay_position % len(paths)]
@@ -327,7 +332,7 @@ class TrajectoryDataModule(L.LightningDataModule):
                 raise ConfigError(f"data.persist_dir: {err}") from None
         if self.replay_dir is not None:
             try:
-                self._replay_tokenizers = persistence.check_rounds(self.replay_dir)
+                self._replay_tokenizers = persistence.check_rounds(_rank_folder(self.replay_dir, writing=False))
             except (OSError, ValueError) as err:
                 raise ConfigError(f"data.replay_dir: {err}") from None
 
@@ -438,6 +443,14 @@ class TrajectoryDataModule(L.LightningDataModule):
 def _row(sample: BehaviorSample) -> dict[str, Any]:
     """A sample as a dict of plain values and tensors (``torch.load(weights_only=True)`` reads it back)."""
     return {f.name: getattr(sample, f.name) for f in dataclasses.fields(sample)}
+
+
+def _rank_folder(folder: str, writing: bool) -> Path:
+    """This rank's rounds: ``folder/rank_NNN`` when several ranks write (each plays its own games; one folder
+    would have them overwrite each other's rounds), and when replaying a folder that has one for this rank."""
+    ranked = Path(folder) / f"rank_{distributed.rank():03d}"
+    several = distributed.world_size() > 1
+    return ranked if (several and writing) or (not writing and ranked.is_dir()) else Path(folder)
 
 
 def _same_folder(a: str, b: str) -> bool:

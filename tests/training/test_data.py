@@ -362,3 +362,21 @@ def test_every_replay_shard_is_checked_before_training_and_a_bad_one_is_named(tm
         replay.setup("fit")  # before the first batch: rounds 1 and 2 are fine, round 3 is not
     assert f"round_000003 ({arrow.name}): unreadable Arrow data, truncated or corrupt" in str(error.value)
     assert "\n" not in str(error.value) and not replay.buffer
+
+
+def test_under_data_parallelism_each_rank_persists_and_replays_its_own_rounds(tmp_path, monkeypatch):
+    from maro_lightning import distributed
+    from maro_lightning import persistence
+
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    for rank, size in ((0, 3), (1, 5)):  # the same round index on both ranks, different games
+        monkeypatch.setattr(distributed, "rank", lambda rank=rank: rank)
+        with_tokenizer(TrajectoryDataModule(persist_dir=str(tmp_path / "rounds")), ["hello"]).push(rows(size))
+    saved = {p.parent.name: len(persistence.load_round(p)) for p in (tmp_path / "rounds").glob("rank_*/round_*")}
+    assert saved == {"rank_000": 3, "rank_001": 5}  # neither overwrote the other
+    for rank, size in ((0, 3), (1, 5)):
+        monkeypatch.setattr(distributed, "rank", lambda rank=rank: rank)
+        replay = with_tokenizer(TrajectoryDataModule(replay_dir=str(tmp_path / "rounds")), ["hello"])
+        replay.setup("fit")
+        replay.push_replayed_round()
+        assert len(replay.buffer) == size
