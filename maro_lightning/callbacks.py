@@ -20,6 +20,7 @@ import torch
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 
+from maro_lightning import checkpoints
 from maro_lightning.credit import BehaviorSample
 from maro_lightning.credit import CreditAssigner
 from maro_lightning.credit import CreditConfig
@@ -268,6 +269,13 @@ class SimulationCallback(L.Callback):
         return {"rounds": self.rounds, "last_step": self.last_step, "games": games}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        trained = sorted(checkpoints.trained_games({"callbacks": {"simulation": state}}))
+        playing = sorted({spec.name for spec in self.games})
+        if trained and trained != playing:
+            raise ConfigError(
+                f"the checkpoint was trained on {', '.join(trained)}, but the SimulationCallback plays "
+                f"{', '.join(playing)}: a resumed run must play the games it was trained on"
+            )
         self.rounds, self.last_step = state["rounds"], state["last_step"]
 
 

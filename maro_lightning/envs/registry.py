@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import types
@@ -78,12 +79,19 @@ def _check_values(cls: type, name: str, options: dict[str, Any]) -> None:
     Raises:
         TypeError: a value of the wrong kind; ValueError: a non-finite or absurdly large one.
     """
-    hints = {}
+    hints = _init_hints(cls)
+    for option, value in options.items():
+        _check_value(f"{name} option {option}", hints.get(option), value)
+
+
+@functools.cache
+def _init_hints(cls: type) -> dict[str, Any]:
+    """The annotations of ``cls.__init__`` and its bases' (envs.make runs for every game of every round)."""
+    hints: dict[str, Any] = {}
     for c in reversed(inspect.getmro(cls)):
         if "__init__" in vars(c):
             hints.update(typing.get_type_hints(c.__init__))
-    for option, value in options.items():
-        _check_value(f"{name} option {option}", hints.get(option), value)
+    return hints
 
 
 def _check_value(where: str, hint: Any, value: Any) -> None:

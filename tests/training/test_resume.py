@@ -2,6 +2,7 @@
 global step, optimizer state, credit state, frozen opponent, data plan and the rollouts' random streams."""
 
 import lightning as L
+import pytest
 import torch
 from helpers import QUIET
 from helpers import RecordLosses
@@ -40,3 +41,15 @@ def test_a_resumed_run_matches_the_uninterrupted_one(tmp_path, monkeypatch):
     assert straight.credit.state_dict() == resumed.credit.state_dict()
     for a, b in zip(straight.snapshots[OPPONENT].parameters(), resumed.snapshots[OPPONENT].parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_checkpoint_of_other_games_does_not_resume_the_simulation():
+    """The Python API's side of `maro fit --ckpt_path` refusing a checkpoint of another game."""
+    from maro_lightning.errors import ConfigError
+
+    sim, other = simulation("bazaar"), simulation("deal")
+    other.rounds = 3
+    with pytest.raises(ConfigError, match="trained on deal, but the SimulationCallback plays bazaar"):
+        sim.load_state_dict(other.state_dict())
+    sim.load_state_dict(simulation("bazaar").state_dict() | {"rounds": 3})
+    assert sim.rounds == 3
