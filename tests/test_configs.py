@@ -195,7 +195,7 @@ BAD_AT_START = {  # a value that parses but cannot run: (edit of the demo config
         ("  passes: 1", "  passes: 1\n  replay_dir: rounds"),
         "data.replay_dir=rounds and a SimulationCallback are both configured",
     ),
-    "negative_max_steps": (("max_steps: 400", "max_steps: -5"), "trainer.max_steps=-5: use a positive number"),
+    "negative_max_steps": (("  max_steps: ", "  max_steps: -5  # "), "trainer.max_steps=-5: use a positive number"),
 }
 
 
