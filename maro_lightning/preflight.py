@@ -113,7 +113,8 @@ def check_ckpt_path(config: Any, subcommand: str) -> None:
     if conflicts:
         raise ValueError(
             f"--ckpt_path {path}: the config's {', '.join(f'model.{k}' for k in conflicts)} differ from the "
-            "checkpoint's; weights only load into the architecture and tokenizer they were trained with"
+            "checkpoint's; weights only load into the architecture and tokenizer they were trained with "
+            "(pass -c with the config of the run that saved it)"
         )
     if subcommand == "fit":
         _check_resumed_games(path, checkpoints.trained_games(checkpoint), config)
