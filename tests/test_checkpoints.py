@@ -92,6 +92,17 @@ def test_a_remote_checkpoint_is_refused_and_never_fetched(tmp_path, capsys, comm
     )
 
 
+def test_play_refuses_a_remote_checkpoint_too(tmp_path, capsys):
+    marker = tmp_path / "payload_ran"
+    with (
+        Served(malicious(tmp_path / "evil.ckpt", marker).read_bytes()) as served,
+        pytest.raises(SystemExit) as exit_info,
+    ):
+        main(["play", "--game", "bazaar", "--seats", "policy,linear", "--checkpoint", served.url])
+    assert exit_info.value.code == 2 and not marker.exists() and served.requests == 0
+    assert "remote checkpoints are refused" in capsys.readouterr().err
+
+
 def test_a_local_checkpoint_with_python_objects_is_refused(tmp_path, capsys):
     marker = tmp_path / "payload_ran"
     checkpoint = malicious(tmp_path / "evil.ckpt", marker)
