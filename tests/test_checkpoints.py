@@ -136,10 +136,11 @@ def test_an_unreadable_checkpoint_fails_in_one_line_naming_the_file(tmp_path, ca
     assert line.startswith(f"maro play: error: {path}: ")
     assert ("is empty" if kind == "empty" else "not a readable checkpoint") in line
 
-    with pytest.raises(SystemExit) as exit_info:
-        main(["validate", "-c", str(tiny_config(tmp_path / "tiny.yaml")), "--ckpt_path", str(path)])
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"maro validate: error: {path}: ")
+    if kind == "truncated":  # the same check behind --ckpt_path (one kind is enough: each costs a CLI parse)
+        with pytest.raises(SystemExit) as exit_info:
+            main(["validate", "-c", str(tiny_config(tmp_path / "tiny.yaml")), "--ckpt_path", str(path)])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].startswith(f"maro validate: error: {path}: ")
 
 
 # ------------------------------------------------------------------------------------------------- resume
