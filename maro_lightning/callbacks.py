@@ -11,16 +11,19 @@ before it writes valid actions). The frozen opponent is a snapshot of the policy
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 
 from maro_lightning import checkpoints
+from maro_lightning import envs
 from maro_lightning.credit import BehaviorSample
 from maro_lightning.credit import CreditAssigner
 from maro_lightning.credit import CreditConfig
@@ -32,15 +35,25 @@ from maro_lightning.models import unwritable_actions
 from maro_lightning.module import OPPONENT
 from maro_lightning.module import REFERENCE
 from maro_lightning.module import MaroModule
-from maro_lightning.module import seeded
+from maro_lightning.paired import DEFAULT_SEED
+from maro_lightning.paired import Line
+from maro_lightning.paired import Report
+from maro_lightning.paired import default_conditions
+from maro_lightning.paired import evaluate
+from maro_lightning.paired import teacher_lines
+from maro_lightning.plots import plot_run
 from maro_lightning.rollout import FROZEN
 from maro_lightning.rollout import GameSpec
 from maro_lightning.rollout import PlayedGame
 from maro_lightning.rollout import RolloutEngine
 from maro_lightning.rollout.engine import RolloutInterrupted
+from maro_lightning.seeding import root_seed
+from maro_lightning.seeding import seeded
 from maro_lightning.signals import RunStopped
 from maro_lightning.signals import StopSignals
 from maro_lightning.signals import signal_name
+
+WARM_START_CHECKPOINT = "warm_start.ckpt"  # the policy at the end of the warm start, beside last.ckpt
 
 
 def default_games() -> list[GameSpec]:
@@ -61,7 +74,8 @@ class SimulationCallback(L.Callback):
         rl_lr: the learning rate from the end of the warm start on (DESIGN §8: cloning learns at 3e-3, policy
             gradient needs about 1e-4 or the action format drifts); None keeps the optimizer's. Schedulers
             continue from it (their base rates are set to it too).
-        seed: the root of every round's seed (games, seats, scripted agents and sampling), per rank.
+        seed: the root of every round's seed (games, seats, scripted agents and sampling), per rank; None: the
+            run's ``seed_everything`` value.
     """
 
     def __init__(
@@ -72,7 +86,7 @@ class SimulationCallback(L.Callback):
         imitation_rounds: int = 0,
         opponent_refresh: int = 10,
         rl_lr: float | None = None,
-        seed: int = 0,
+        seed: int | None = None,
     ) -> None:
         self.games = games or default_games()
         if games_per_round < 1 or opponent_refresh < 1 or imitation_rounds < 0:
@@ -195,7 +209,9 @@ class SimulationCallback(L.Callback):
         with seeded(seed, module.device):
             games = engine.play(self.games_per_round, seed, module.policy_backend(), opponent, imitate=imitate)
         played = time.perf_counter()
-        samples = module.credit_round(module.score(games), self.imitation_credit if imitate else None)
+        samples = module.credit_round(
+            module.score(games, forward=not imitate), self.imitation_credit if imitate else None
+        )
         if imitate:
             _as_imitation(samples)
         trainer.datamodule.push(samples)
@@ -210,7 +226,7 @@ class SimulationCallback(L.Callback):
 
     def round_seed(self, rank: int) -> int:
         """The seed of the coming round on ``rank``: distinct per (seed, rank, round), and reproducible."""
-        return ((self.seed * 1_000_003 + rank) * 1_000_033 + self.rounds) % 2**31
+        return ((root_seed(self.seed) * 1_000_003 + rank) * 1_000_033 + self.rounds) % 2**31
 
     def _engine(self, module: MaroModule) -> RolloutEngine:
         if self.engine is None:
@@ -221,6 +237,8 @@ class SimulationCallback(L.Callback):
         """Before a round: the first RL round after a warm start anchors the KL reference to the cloned policy
         (DESIGN §8) and switches to ``rl_lr``; the frozen opponent follows the policy every few rounds."""
         warm_start_over = self.imitation_rounds > 0 and self.rounds == self.imitation_rounds
+        if warm_start_over and trainer.checkpoint_callback is not None:  # beside last.ckpt, kept for evaluation
+            trainer.save_checkpoint(checkpoint_dir(trainer) / WARM_START_CHECKPOINT)
         if warm_start_over and REFERENCE in module.snapshots:
             module.refresh_snapshot(REFERENCE)
         if warm_start_over and self.rl_lr is not None:
@@ -263,9 +281,9 @@ class SimulationCallback(L.Callback):
 
     # -------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
-        """Rounds played and the step of the last; also each game's env options (``maro play`` reads them to
-        show a checkpoint's policy the game as it was trained on it)."""
-        games = {spec.name: dict(spec.options) for spec in self.games}
+        """Rounds played and the step of the last; also the game mix (``maro play`` shows a checkpoint's policy
+        the game as it was trained on it; ``maro evaluate`` tells training opponents from held-out ones)."""
+        games = [dataclasses.asdict(spec) for spec in self.games]
         return {"rounds": self.rounds, "last_step": self.last_step, "games": games}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -277,6 +295,14 @@ class SimulationCallback(L.Callback):
                 f"{', '.join(playing)}: a resumed run must play the games it was trained on"
             )
         self.rounds, self.last_step = state["rounds"], state["last_step"]
+
+
+def checkpoint_dir(trainer: L.Trainer) -> Path:
+    """Where the run's checkpoints go: the ModelCheckpoint's folder, else ``checkpoints/`` in the log folder."""
+    callback = trainer.checkpoint_callback
+    if callback is not None and getattr(callback, "dirpath", None):
+        return Path(callback.dirpath)
+    return Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
 
 
 def _log_once(trainer: L.Trainer, metrics: dict[str, float]) -> None:
@@ -307,3 +333,98 @@ def _as_imitation(samples: list[BehaviorSample]) -> None:
     """Teacher behaviours train on-policy (ratio 1, so the loss is the NLL) with no KL term."""
     for sample in samples:
         sample.old_logprobs = sample.ref_logprobs = None
+
+
+class MaroProgressBar(TQDMProgressBar):
+    """The progress bar of ``maro fit``: optimizer steps out of ``max_steps`` (a run is one endless epoch, so
+    an epoch count says nothing), the phase (cloning or RL), and the last round's reward and success per role."""
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *_: Any) -> None:
+        super().on_train_epoch_start(trainer)
+        if trainer.max_steps > 0:
+            self.train_progress_bar.reset(total=trainer.max_steps * trainer.accumulate_grad_batches)
+            self.train_progress_bar.initial = trainer.global_step * trainer.accumulate_grad_batches
+        self.train_progress_bar.set_description("steps")
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        metrics = trainer.callback_metrics
+        if "rollout/imitation" in metrics:
+            items["phase"] = "clone" if metrics["rollout/imitation"].item() else "RL"
+        for key, value in metrics.items():
+            if key.startswith("rollout/") and key.endswith(("/reward", "/success")):
+                items[key.removeprefix("rollout/")] = round(value.item(), 3)
+        return items
+
+
+class EvaluationReport(L.Callback):
+    """At the end of ``fit``, the run's story: the paired evaluation (:mod:`maro_lightning.paired`) of the teachers,
+    the warm start and the final policy on the same held-out games, the training curves as PNG plots in the log
+    folder, and where the checkpoint is with the ``maro play`` line to watch it.
+
+    Args:
+        episodes: games per condition for every line (>= 400 to back a claim).
+        temperature: the policies' decoding in the evaluation; None: their training sampling; 0: greedy.
+        opponents: per game, the scripted opponents to evaluate against; None (or a game left out): every one.
+        held_out_options: per game, env options of the held-out-options conditions (e.g. other listing prices).
+        seed: the evaluation's root seed (the same for every run, so runs are compared on the same games).
+    """
+
+    def __init__(
+        self,
+        episodes: int = 400,
+        temperature: float | None = None,
+        opponents: dict[str, list[str]] | None = None,
+        held_out_options: dict[str, dict[str, Any]] | None = None,
+        seed: int = DEFAULT_SEED,
+    ) -> None:
+        if episodes < 1 or (temperature is not None and temperature < 0):
+            raise ValueError(f"need episodes >= 1 and temperature >= 0 or None; got {episodes}, {temperature}")
+        self.episodes, self.temperature, self.seed = episodes, temperature, seed
+        self.opponents, self.held_out_options = opponents, held_out_options
+        self.report: Report | None = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: MaroModule) -> None:
+        if not trainer.is_global_zero:  # the games and files of one process suffice; on_fit_end is not collective
+            return
+        simulation = next((cb for cb in trainer.callbacks if isinstance(cb, SimulationCallback)), None)
+        if simulation is None:
+            raise TypeError("EvaluationReport evaluates the games of a SimulationCallback; the trainer has none")
+        directory = checkpoint_dir(trainer)
+        conditions = default_conditions(simulation.games, self.opponents, self.held_out_options)
+        lines = self._lines(pl_module, directory, simulation.games)
+        self.report = evaluate(lines, conditions, self.episodes, self.seed, print)
+        paths = self.report.save(directory)
+        print(self.report.format())
+        print("results: " + ", ".join(str(p) for p in paths))
+        for logger in trainer.loggers:
+            logger.save()  # metrics.csv is otherwise flushed only every 100 steps
+        log_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        if (log_dir / "metrics.csv").exists():
+            print("plots: " + ", ".join(str(p) for p in plot_run(log_dir / "metrics.csv", log_dir)))
+        _print_watch_line(simulation.games[0], directory / "last.ckpt")
+
+    def _lines(self, module: MaroModule, directory: Path, games: list[GameSpec]) -> list[Line]:
+        """The teachers (scripted), the warm start (when this run saved one) and the final policy."""
+        sampling = module.sampling
+        if self.temperature is not None:
+            sampling = dataclasses.replace(sampling, temperature=self.temperature)
+        lines = teacher_lines(games)
+        warm_start = directory / WARM_START_CHECKPOINT
+        if warm_start.exists():
+            policy = module.policy_from_checkpoint(warm_start)
+            lines.append(Line("warm_start", module.policy_backend(model=policy), module.tokenizer, sampling))
+        lines.append(Line("final", module.policy_backend(), module.tokenizer, sampling))
+        return lines
+
+
+def _print_watch_line(spec: GameSpec, checkpoint: Path) -> None:
+    """Where the final checkpoint is, and the ``maro play`` line that shows its policy in a game."""
+    env = envs.make(spec.name, **spec.options)
+    env.reset(0)
+    learner = (spec.learner_players or sorted(env.roles))[0]
+    scripted = [name for name in spec.opponents if name in envs.agent_names(spec.name)] or envs.agent_names(spec.name)
+    seats = ",".join("policy" if player == learner else scripted[0] for player in sorted(env.roles))
+    print(f"checkpoint: {checkpoint}")
+    print(f"watch it play: maro play --game {spec.name} --seats {seats} --seed 1 --checkpoint {checkpoint}")

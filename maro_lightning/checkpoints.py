@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from maro_lightning.rollout import GameSpec
+
 ARCHITECTURE_KEYS = ("policy", "tiny", "dtype", "head")
 """MaroModule arguments that shape the weights or the tokenizer: a checkpoint only loads into the same."""
 LIGHTNING_SPECIAL_PATHS = ("last", "best", "hpc")  # `ckpt_path` words Lightning resolves to its own files
@@ -78,6 +80,16 @@ def trained_games(checkpoint: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if isinstance(games, list):  # the game specs, as dicts
             return {spec["name"]: spec.get("options", {}) for spec in games if isinstance(spec, dict)}
     return {}
+
+
+def trained_specs(checkpoint: Mapping[str, Any]) -> list[GameSpec]:
+    """The game mix (opponents, learner seats, teachers) the checkpoint's SimulationCallback trained on; [] when it
+    had none or recorded only the options (older checkpoints)."""
+    for state in checkpoint.get("callbacks", {}).values():
+        games = state.get("games") if isinstance(state, dict) else None
+        if isinstance(games, list):
+            return [GameSpec(**spec) for spec in games]
+    return []
 
 
 def architecture_conflicts(hparams: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:

@@ -75,6 +75,20 @@ def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
             except (ValueError, TypeError) as err:
                 self.parser.exit(2, f"maro {self.subcommand}: error: bad config: {_root_cause(err)}\n")
 
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            """Adds maro's progress bar (steps out of max_steps, the last round's outcomes per role) unless the
+            config brings its own or turns the bar off."""
+            from lightning.pytorch.callbacks import ProgressBar
+
+            from maro_lightning.callbacks import MaroProgressBar
+
+            config = self.config_init.get(self.subcommand, self.config_init).get("trainer") or {}
+            callbacks = list(config.get("callbacks") or [])
+            wanted = config.get("enable_progress_bar") is not False
+            if wanted and not any(isinstance(callback, ProgressBar) for callback in callbacks):
+                kwargs["callbacks"] = [*callbacks, MaroProgressBar()]
+            return super().instantiate_trainer(**kwargs)
+
         def _preflight(self, check: Any, *args: Any) -> None:
             try:
                 check(*args)
@@ -140,7 +154,90 @@ def _parser() -> argparse.ArgumentParser:
         help="a game option, e.g. --option max_messages=12 --option obs_format=compact (repeatable)",
     )
     play.set_defaults(run=_play)
+    _add_evaluate(commands)
     return parser
+
+
+def _add_evaluate(commands: Any) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="paired evaluation: checkpoints and scripted agents on the same held-out games",
+        description="Every line (a checkpoint's policy, or a scripted agent in the learner's seat) plays the same "
+        "held-out games of every condition: the training opponents, the game's other scripted agents (held out) "
+        "and, with --held-out-option, other game parameters. Prints per-line results with 95%% intervals and "
+        "paired differences with standard errors; writes evaluation.csv, evaluation_pairs.csv and evaluation.json.",
+    )
+    evaluate.add_argument("checkpoints", nargs="+", metavar="[NAME=]CKPT", help="checkpoints of `maro fit` runs")
+    evaluate.add_argument(
+        "--scripted",
+        action="append",
+        metavar="AGENT",
+        help="a scripted agent as a line in the learner's seat (repeatable; default: the teachers of the first "
+        "checkpoint's warm start; `--scripted none` for no scripted line)",
+    )
+    evaluate.add_argument("--episodes", type=int, default=400, help="games per condition for every line (400)")
+    evaluate.add_argument(
+        "--temperature", type=float, help="decoding of every policy line (0: greedy; default: its training config)"
+    )
+    evaluate.add_argument("--opponents", help="comma-separated scripted opponents (default: every one of the game)")
+    evaluate.add_argument(
+        "--held-out-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a game option of the held-out-options conditions, e.g. listing_range=(150,300) (repeatable)",
+    )
+    evaluate.add_argument("--seed", type=int, help="root seed of the evaluation games (default: a fixed one)")
+    evaluate.add_argument("--out", help="folder for the result files (default: the last checkpoint's folder)")
+    evaluate.set_defaults(run=_evaluate)
+
+
+def _evaluate(ns: argparse.Namespace) -> int:
+    from maro_lightning import paired  # heavy: torch and transformers
+
+    if ns.episodes < 1 or (ns.temperature is not None and ns.temperature < 0):
+        raise ValueError(f"need --episodes >= 1 and --temperature >= 0; got {ns.episodes}, {ns.temperature}")
+    lines, specs = [], []
+    for item in ns.checkpoints:
+        name, path = _named_path(item)
+        line, games = _checkpoint_line(name, path, ns.temperature)
+        lines.append(line)
+        specs = specs or games
+    if not specs:
+        raise ValueError(f"{ns.checkpoints[0]}: the checkpoint records no SimulationCallback games to evaluate on")
+    if ns.scripted is None:
+        lines = paired.teacher_lines(specs) + lines
+    else:
+        lines = [paired.Line(name, agent=name) for name in ns.scripted if name != "none"] + lines
+    opponents = None if ns.opponents is None else {s.name: _split(ns.opponents) for s in specs}
+    held_out = {s.name: _options(ns.held_out_option) for s in specs} if ns.held_out_option else None
+    conditions = paired.default_conditions(specs, opponents, held_out)
+    seed = paired.DEFAULT_SEED if ns.seed is None else ns.seed
+    report = paired.evaluate(lines, conditions, ns.episodes, seed, progress=lambda m: print(m, file=sys.stderr))
+    print(report.format())
+    out = ns.out or str(Path(_named_path(ns.checkpoints[-1])[1]).parent)
+    print("results: " + ", ".join(str(p) for p in report.save(out)))
+    return 0
+
+
+def _named_path(item: str) -> tuple[str, str]:
+    """``NAME=PATH`` or ``PATH`` (named by its file stem)."""
+    name, sep, path = item.partition("=")
+    return (name, path) if sep and not Path(item).exists() else (Path(item).stem, item)
+
+
+def _checkpoint_line(name: str, path: str, temperature: float | None) -> tuple[Any, list[Any]]:
+    """The policy line of a checkpoint (its decoding, or ``temperature``) and the game mix it trained on."""
+    import dataclasses
+
+    from maro_lightning import checkpoints
+    from maro_lightning.module import MaroModule
+    from maro_lightning.paired import Line
+
+    games = checkpoints.trained_specs(checkpoints.load(path))  # a remote, missing or unreadable file fails here
+    module = MaroModule.load_from_checkpoint(path, map_location="cpu")
+    sampling = module.sampling if temperature is None else dataclasses.replace(module.sampling, temperature=temperature)
+    return Line(name, module.policy_backend(), module.tokenizer, sampling), games
 
 
 def _play(ns: argparse.Namespace) -> int:

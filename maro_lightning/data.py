@@ -41,6 +41,7 @@ from maro_lightning.evaluation import LadderConfig
 from maro_lightning.evaluation import LadderMatch
 from maro_lightning.evaluation import ladder_matches
 from maro_lightning.scoring import response_positions
+from maro_lightning.seeding import root_seed
 
 Sampling = Literal["shuffle", "role_balanced"]
 
@@ -212,7 +213,7 @@ class TrajectoryDataModule(L.LightningDataModule):
             every shard is read before training, and must have been written with the model's tokenizer; a rank
             reads its ``rank_NNN`` subfolder when there is one);
             the rounds are replayed in order, and again from the first once all are used.
-        seed: the batch-plan RNG (per rank: the rank is added).
+        seed: the batch-plan RNG (per rank: the rank is added); None: the run's ``seed_everything`` value.
         evaluation: the scripted ladder played by ``validate``/``test`` (and by fit's validation).
     """
 
@@ -224,7 +225,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         buffer_rounds: int = 1,
         persist_dir: str | None = None,
         replay_dir: str | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         evaluation: LadderConfig | None = None,
     ) -> None:
         super().__init__()
@@ -246,7 +247,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.round_index = 0
         self.plan: list[list[int]] = []
         self.cursor = 0
-        self.rng = random.Random(seed)
+        self.rng = random.Random(0)  # re-seeded per rank in setup, before the first round
         self.replay_position = 0  # rounds taken from replay_dir so far
         self._step_totals: Tensor | None = None  # of the current optimizer step, over all ranks
         self._lock = None if persist_dir is None else persistence.DirectoryLock(persist_dir)
@@ -258,7 +259,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         if stage == "fit":
             self._check_folders(rank)
         if self.round_index == 0:  # not yet fed: a per-rank stream (a resume restores the saved one after this)
-            self.rng = random.Random(self.seed * 1_000_003 + rank)
+            self.rng = random.Random(root_seed(self.seed) * 1_000_003 + rank)
 
     def push(self, samples: list[BehaviorSample]) -> None:
         """Add a scored round (replacing the oldest beyond ``buffer_rounds``) and plan its batches."""

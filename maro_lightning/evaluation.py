@@ -19,6 +19,7 @@ from maro_lightning import envs
 from maro_lightning.rollout.engine import GameSpec
 from maro_lightning.rollout.engine import PlayedGame
 from maro_lightning.rollout.engine import RolloutEngine
+from maro_lightning.rollout.engine import game_seeds
 from maro_lightning.rollout.generation import GenerationBackend
 from maro_lightning.rollout.generation import SamplingConfig
 
@@ -165,7 +166,8 @@ def play_match(
     """
     learners = None if match.learner_players is None else list(match.learner_players)
     spec = GameSpec(match.game, options=dict(match.options), opponents={match.opponent: 1.0}, learner_players=learners)
-    return RolloutEngine([spec], tokenizer, sampling).play(match.episodes, match.seed, backend)
+    seeds = game_seeds(match.seed, match.episodes, held_out=True)  # never a game that training plays
+    return RolloutEngine([spec], tokenizer, sampling).play_seeds(seeds, backend)
 
 
 def match_outcomes(match: LadderMatch, games: list[PlayedGame]) -> tuple[list[str], Tensor, Tensor]:

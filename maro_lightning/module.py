@@ -17,6 +17,7 @@ import copy
 from collections import deque
 from dataclasses import asdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from typing import Literal
 
@@ -53,6 +54,7 @@ from maro_lightning.rollout import SamplingConfig
 from maro_lightning.scoring import ScoredRound
 from maro_lightning.scoring import credit_round
 from maro_lightning.scoring import score_round
+from maro_lightning.seeding import seeded
 
 REFERENCE, OPPONENT = "reference", "opponent"  # the frozen snapshots of the policy
 
@@ -207,6 +209,16 @@ class MaroModule(L.LightningModule):
         """Copy the policy's current weights into the snapshot ``name``."""
         self.add_snapshot(name).load_state_dict(self.policy.state_dict())
 
+    def policy_from_checkpoint(self, path: str | Path) -> torch.nn.Module:
+        """A frozen copy of the policy holding the weights of ``path``, a checkpoint of the same model (e.g. this
+        run's ``warm_start.ckpt``), on the policy's device."""
+        checkpoint = torch.load(path, map_location=self.device, weights_only=True)
+        prefix = "policy."
+        weights = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+        policy = copy.deepcopy(self.policy).requires_grad_(False).eval()
+        policy.load_state_dict(weights)
+        return policy
+
     def snapshot(self, name: str) -> torch.nn.Module | None:
         """The snapshot ``name`` on the policy's device, or None."""
         snapshot = self.snapshots.get(name)
@@ -218,21 +230,24 @@ class MaroModule(L.LightningModule):
         return self.sampling.temperature or 1.0
 
     # --------------------------------------------------------------------------------------- the rollout
-    def policy_backend(self, name: str | None = None) -> HFGenerate:
-        """Batched generation with the policy, or with the snapshot ``name``."""
-        model = self.policy if name is None else self.snapshot(name)
+    def policy_backend(self, name: str | None = None, model: torch.nn.Module | None = None) -> HFGenerate:
+        """Batched generation with the policy, the snapshot ``name``, or another copy ``model`` of it."""
+        if model is None:
+            model = self.policy if name is None else self.snapshot(name)
         return HFGenerate(model, self.tokenizer, batch_size=self.generation_batch_size)
 
-    def score(self, games: list[PlayedGame]) -> ScoredRound:
-        """The no-grad scoring forward of a played round (old and reference log-probs, V and Q)."""
+    def score(self, games: list[PlayedGame], forward: bool = True) -> ScoredRound:
+        """The no-grad scoring forward of a played round (old and reference log-probs, V and Q); without
+        ``forward``, only the token ids (behaviour cloning needs nothing else)."""
         return score_round(
             self.policy,
             self.utility_head,
             games,
-            reference=self.snapshot(REFERENCE) if self.loss_config.beta > 0 else None,
+            reference=self.snapshot(REFERENCE) if self.loss_config.beta > 0 and forward else None,
             temperature=self.temperature,
             batch_size=self.score_batch_size,
             pad_id=self.pad_id,
+            forward=forward,
         )
 
     def credit_round(self, scored: ScoredRound, assigner: CreditAssigner | None = None) -> list[BehaviorSample]:
@@ -451,20 +466,3 @@ def _coerce(cls: type, value: Any) -> Any:
     if isinstance(value, dict):
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
     return value
-
-
-class seeded:  # noqa: N801 - used like torch.no_grad
-    """Run a block with torch's RNG seeded to ``seed`` and restore the outer stream after: rollouts and
-    evaluation sample from streams of their own, so they are resumable and independent per rank."""
-
-    def __init__(self, seed: int, device: torch.device) -> None:
-        devices = [device] if device.type == "cuda" else []
-        self.fork = torch.random.fork_rng(devices=devices)
-        self.seed = seed
-
-    def __enter__(self) -> None:
-        self.fork.__enter__()
-        torch.manual_seed(self.seed % 2**63)
-
-    def __exit__(self, *exc: object) -> None:
-        self.fork.__exit__(*exc)

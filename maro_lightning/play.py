@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from maro_lightning import checkpoints
 from maro_lightning import envs
 from maro_lightning.module import MaroModule
 from maro_lightning.rollout import encode_prompt
@@ -46,9 +47,7 @@ class PolicyPlayer:
 
 def trained_game_options(path: str) -> dict[str, dict[str, Any]]:
     """Game -> the env options the checkpoint's policy was trained with (from the SimulationCallback's state)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    states = checkpoint.get("callbacks", {}).values()
-    return next((state["games"] for state in states if isinstance(state, dict) and "games" in state), {})
+    return checkpoints.trained_games(checkpoints.load(path))
 
 
 class PolicySeat(envs.ScriptedAgent):

@@ -39,7 +39,8 @@ class ScoredRound:
         values: [N] float32, V_t.
         q_values: [N] float32, Q_t.
         pairs: N (prompt ids, response ids).
-        old_logprobs: N tensors [R_n] float32, the response tokens' log-probs under the rollout policy.
+        old_logprobs: N tensors [R_n] float32, the response tokens' log-probs under the rollout policy (None
+            when the round was not scored: behaviour cloning).
         ref_logprobs: the same under the frozen reference, or None without one.
     """
 
@@ -47,7 +48,7 @@ class ScoredRound:
     values: Tensor
     q_values: Tensor
     pairs: list[Pair]
-    old_logprobs: list[Tensor]
+    old_logprobs: list[Tensor | None]
     ref_logprobs: list[Tensor] | None = None
 
     def attach(self, samples: list[BehaviorSample]) -> list[BehaviorSample]:
@@ -69,29 +70,41 @@ def score_round(
     temperature: float = 1.0,
     batch_size: int = 64,
     pad_id: int = 0,
+    forward: bool = True,
 ) -> ScoredRound:
     """V, Q, old (and reference) log-probs of every policy behaviour of ``games``, ``batch_size`` rows per
-    forward. ``temperature`` divides the logits as in sampling, so the log-probs are the sampler's."""
+    forward. ``temperature`` divides the logits as in sampling, so the log-probs are the sampler's.
+
+    ``forward=False`` skips the model (V = Q = 0, no log-probs): behaviour cloning rounds need none of it, as
+    their loss is the teacher's likelihood and the utility head regresses the outcome."""
     episodes = [Episode.from_env(g.env, policy_players=g.policy_players, prompts=g.prompts) for g in games]
     game_of = {id(episode): game for episode, game in zip(episodes, games, strict=True)}
     pairs = [
         (game_of[id(episode)].prompt_ids[b.index], game_of[id(episode)].response_ids[b.index])
         for episode, b in flatten(episodes)
     ]
-    values, q_values, old, ref = [], [], [], []
+    if not forward:
+        zeros = torch.zeros(len(pairs))
+        return ScoredRound(episodes, zeros, zeros.clone(), pairs, [None] * len(pairs))
+    n = len(pairs)
+    values, q_values = torch.zeros(n), torch.zeros(n)
+    old: list[Tensor | None] = [None] * n
+    ref: list[Tensor | None] = [None] * n
+    # Batches of similar lengths waste little on padding; the results go back to flattening order.
+    order = sorted(range(n), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     with _eval_mode(model), _eval_mode(reference):
-        for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start : start + batch_size]
+        for start in range(0, n, batch_size):
+            rows = order[start : start + batch_size]
+            chunk = [pairs[i] for i in rows]
             hidden, logprobs = response_logprobs(model, chunk, pad_id, temperature)
             v, q = head.behaviour_values(hidden, *_last_positions(chunk, hidden.device))
-            values.append(v.float().cpu())
-            q_values.append(q.float().cpu())
-            old.extend(logprobs)
-            if reference is not None:
-                ref.extend(response_logprobs(reference, chunk, pad_id, temperature)[1])
-    empty = torch.zeros(0)
-    v_all, q_all = torch.cat(values or [empty]), torch.cat(q_values or [empty])
-    return ScoredRound(episodes, v_all, q_all, pairs, old, ref if reference is not None else None)
+            values[rows], q_values[rows] = v.float().cpu(), q.float().cpu()
+            references = (
+                response_logprobs(reference, chunk, pad_id, temperature)[1] if reference is not None else logprobs
+            )
+            for i, logprob, reference_logprob in zip(rows, logprobs, references, strict=True):
+                old[i], ref[i] = logprob, reference_logprob
+    return ScoredRound(episodes, values, q_values, pairs, old, ref if reference is not None else None)
 
 
 def credit_round(

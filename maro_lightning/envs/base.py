@@ -92,6 +92,7 @@ class SocialEnv(ABC):
     name: ClassVar[str]
     tags: ClassVar[tuple[str, ...]]  # the action tag names this game reads
     hidden_roles: ClassVar[bool] = False  # True when players do not know each other's roles (Mafia)
+    agreement_metric: ClassVar[str | None] = None  # the outcome metric that is 1 when the players agreed
 
     def __init__(
         self,

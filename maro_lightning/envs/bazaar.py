@@ -61,6 +61,7 @@ class Bazaar(SocialEnv):
 
     name = "bazaar"
     tags = ("offer", "accept", "walk")
+    agreement_metric = "deal"
 
     def __init__(
         self,

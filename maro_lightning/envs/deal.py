@@ -187,6 +187,7 @@ class Deal(SocialEnv):
 
     name = "deal"
     tags = ("propose", "accept", "walk")
+    agreement_metric = "agreement"
 
     def __init__(self, *, max_messages: int = 10, **kwargs: Any) -> None:
         super().__init__(**kwargs)

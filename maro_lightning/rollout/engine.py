@@ -24,6 +24,7 @@ from maro_lightning.rollout.generation import truncate_prompt
 
 POLICY, FROZEN = "policy", "frozen"
 MODEL_SEATS = (POLICY, FROZEN)
+HELD_OUT_SEEDS = 2**31  # training games' seeds are below this; evaluation games take theirs from above it
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,18 @@ class RolloutEngine:
         frozen: GenerationBackend | None = None,
         imitate: bool = False,
     ) -> list[PlayedGame]:
-        """Play ``num_games`` games to the end; the games, seats and scripted agents derive from ``seed``
+        """Play ``num_games`` games to the end, their seeds drawn from ``seed`` (see :meth:`play_seeds`)."""
+        return self.play_seeds(game_seeds(seed, num_games), policy, frozen, imitate)
+
+    def play_seeds(
+        self,
+        seeds: list[int],
+        policy: GenerationBackend,
+        frozen: GenerationBackend | None = None,
+        imitate: bool = False,
+    ) -> list[PlayedGame]:
+        """Play one game per seed to the end. A game's seed alone fixes its game of the mix, deal, seats and
+        scripted agents, so two calls with the same seeds meet the same situations whoever plays the learner
         (sampling draws from torch's RNG). Frozen seats use ``frozen``, or ``policy`` when it is None.
         With ``imitate``, each game's ``teacher`` plays the learner's seat and its text is recorded as the
         learner's behaviours (token ids included), as if the policy had written it."""
@@ -146,9 +158,8 @@ class RolloutEngine:
             missing = [spec.name for spec in self.games if spec.teacher is None]
             raise ValueError(f"imitation needs a teacher for every game; {missing} have none")
         start = time.perf_counter()
-        rng = random.Random(seed)
-        games = [self._new_game(rng, imitate) for _ in range(num_games)]
-        self.stats = RolloutStats(games=num_games)
+        games = [self._new_game(seed, imitate) for seed in seeds]
+        self.stats = RolloutStats(games=len(games))
         backends = {POLICY: policy, FROZEN: frozen if frozen is not None else policy}
         while any(not g.env.done for g in games):
             if self.should_stop is not None and self.should_stop():
@@ -159,19 +170,22 @@ class RolloutEngine:
         self.stats.seconds = time.perf_counter() - start
         return games
 
-    def _new_game(self, rng: random.Random, imitate: bool) -> PlayedGame:
+    def _new_game(self, seed: int, imitate: bool) -> PlayedGame:
+        """The game of ``seed``; the teacher's seed is drawn last, so imitation changes nothing else."""
+        rng = random.Random(seed)
         spec = rng.choices(self.games, weights=[g.weight for g in self.games])[0]
         env = envs.make(spec.name, **spec.options)
-        env.reset(rng.randrange(2**31))
+        env.reset(seed)
         players = sorted(env.roles)
         learner = rng.choice(spec.learner_players or players)
         names, weights = list(spec.opponents), list(spec.opponents.values())
         seats = {p: POLICY if p == learner else rng.choices(names, weights=weights)[0] for p in players}
         agents = {p: envs.agent(s, game=spec.name) for p, s in seats.items() if s not in MODEL_SEATS}
-        if imitate:
-            agents[learner] = envs.agent(spec.teacher, game=spec.name)
         for agent in agents.values():
             agent.reset(rng.randrange(2**31))
+        if imitate:
+            agents[learner] = envs.agent(spec.teacher, game=spec.name)
+            agents[learner].reset(rng.randrange(2**31))
         return PlayedGame(env, seats, agents=agents)
 
     def _sweep(self, games: list[PlayedGame]) -> dict[str, list[tuple[PlayedGame, int]]]:
@@ -218,6 +232,14 @@ class RolloutEngine:
     def _record(game: PlayedGame, prompt: str, prompt_ids: list[int], response_ids: list[int]) -> None:
         turn = len(game.env.turns)  # the index the coming step will log
         game.prompts[turn], game.prompt_ids[turn], game.response_ids[turn] = prompt, prompt_ids, response_ids
+
+
+def game_seeds(seed: int, num_games: int, held_out: bool = False) -> list[int]:
+    """``num_games`` game seeds drawn from ``seed``: below :data:`HELD_OUT_SEEDS` for training, above it for
+    held-out evaluation, so no evaluation game is ever one that training played."""
+    rng = random.Random(seed)
+    offset = HELD_OUT_SEEDS if held_out else 0
+    return [offset + rng.randrange(HELD_OUT_SEEDS) for _ in range(num_games)]
 
 
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
