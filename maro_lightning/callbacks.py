@@ -41,7 +41,6 @@ from maro_lightning.paired import Report
 from maro_lightning.paired import default_conditions
 from maro_lightning.paired import evaluate
 from maro_lightning.paired import teacher_lines
-from maro_lightning.plots import plot_run
 from maro_lightning.rollout import FROZEN
 from maro_lightning.rollout import GameSpec
 from maro_lightning.rollout import PlayedGame
@@ -402,6 +401,8 @@ class EvaluationReport(L.Callback):
             logger.save()  # metrics.csv is otherwise flushed only every 100 steps
         log_dir = Path(trainer.log_dir or trainer.default_root_dir)
         if (log_dir / "metrics.csv").exists():
+            from maro_lightning.plots import plot_run  # matplotlib: only where a run draws its plots
+
             print("plots: " + ", ".join(str(p) for p in plot_run(log_dir / "metrics.csv", log_dir)))
         _print_watch_line(simulation.games[0], directory / "last.ckpt")
 
