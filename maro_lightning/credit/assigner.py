@@ -7,6 +7,7 @@ reward scheme (one level deep); ``assign`` is fixed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -83,6 +84,7 @@ class CreditAssigner:
         batch = self.build_batch(tuple(episodes), values, q_values)
         if batch.size == 0:
             return []
+        batch = self._start_new_baselines(batch)
         rewards = _checked("compute_rewards", self.compute_rewards(batch), batch.size)
         advantages = _checked("compute_advantages", self.compute_advantages(batch, rewards), batch.size)
         targets = _checked("compute_targets", self.compute_targets(batch), batch.size)
@@ -167,14 +169,29 @@ class CreditAssigner:
         return _checked(where, rewards, len(episode.behaviours[player]))
 
     # ------------------------------------------------------------------------------------------------ state
+    def _start_new_baselines(self, batch: CreditBatch) -> CreditBatch:
+        """A (game, role) seen for the first time starts from its mean return in this round, not from 0: from 0,
+        its first rounds' advantages would all be biased by that mean (e.g. +0.4 for a role that mostly wins)."""
+        means = self._round_means(batch)
+        new = {key: mean for key, mean in zip(batch.roles, means.tolist(), strict=True) if key not in self.baselines}
+        if not new:
+            return batch
+        self.baselines.update(new)
+        baselines = [self.baselines[batch.roles[role]] for role in batch.role.tolist()]
+        return dataclasses.replace(batch, baselines=_floats(baselines))
+
+    def _round_means(self, batch: CreditBatch) -> Tensor:
+        """``[num roles]`` mean return R_i of the round's agents of each (game, role)."""
+        returns = batch.agent_sum(batch.turn_rewards)  # [M]
+        return group_mean(returns, batch.agent_first(batch.role), len(batch.roles))
+
     def _update_baselines(self, batch: CreditBatch) -> None:
         """``b ← decay · b + (1 − decay) · mean R_i`` per (game, role) of the round (SPIRAL, arXiv 2506.24119).
 
         The mean is over the round's agents of that role; roles absent from the round keep their baseline,
-        and a role seen for the first time starts from 0.
+        and a role seen for the first time started from its mean in this round (:meth:`_start_new_baselines`).
         """
-        returns = batch.agent_sum(batch.turn_rewards)  # [M]
-        means = group_mean(returns, batch.agent_first(batch.role), len(batch.roles))  # [num roles]
+        means = self._round_means(batch)
         decay = self.config.ema_decay
         for key, mean in zip(batch.roles, means.tolist(), strict=True):
             self.baselines[key] = decay * self.baselines.get(key, 0.0) + (1.0 - decay) * mean

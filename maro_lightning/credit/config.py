@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+MODES_WITHOUT_M1_M3 = ("outcome", "role_baseline", "imitation")  # built-in modes that ignore decompose/use_utility
+
 
 @dataclass(frozen=True)
 class CreditConfig:
@@ -60,6 +62,12 @@ class CreditConfig:
     λ-return ``V_t + r_t``."""
 
     def __post_init__(self) -> None:
+        switched_off = [name for name in ("decompose", "use_utility") if not getattr(self, name)]
+        _check(
+            not switched_off or self.mode not in MODES_WITHOUT_M1_M3,
+            f"{' and '.join(f'{name}=False' for name in switched_off)} switch off parts of mode 'maro'; mode "
+            f"{self.mode!r} has no M1 decomposition or M3 utility to switch off (set mode: maro, or leave them True)",
+        )
         _check(0.0 <= self.lam <= 1.0, f"lam must be in [0, 1], got {self.lam}")
         _check(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
         _check(0.0 <= self.alpha <= 1.0, f"alpha must be in [0, 1], got {self.alpha}")

@@ -142,26 +142,40 @@ def test_outcome_mode_subtracts_the_mean_over_agents_per_game(make_episode, mafi
 def test_role_baseline_reads_before_update_across_rounds(mafia_round):
     episodes, _, _ = mafia_round
     assigner = CreditAssigner(CreditConfig(mode="role_baseline", ema_decay=0.5))
-    # Round 1 = E0, baselines 0: A = z. Update b = .5·0 + .5·z: mafia .5, villager −.5, doctor −.5.
-    assert [s.advantage for s in assigner.assign(episodes[:1])] == [1.0, 1.0, -1.0, -1.0, -1.0, -1.0]
-    assert assigner.baselines == {("mafia", "mafia"): 0.5, ("mafia", "villager"): -0.5, ("mafia", "doctor"): -0.5}
-    # Round 2 = E1, read before update: mafia −1 − .5 = −1.5, villager 1 + .5 = 1.5, doctor 1.5.
-    assert [s.advantage for s in assigner.assign(episodes[1:])] == [-1.5, 1.5, 1.5, 1.5, 1.5]
-    # Update: mafia .5·.5 + .5·(−1) = −.25, villager .5·(−.5) + .5·1 = .25, doctor .25.
-    assert assigner.baselines == {("mafia", "mafia"): -0.25, ("mafia", "villager"): 0.25, ("mafia", "doctor"): 0.25}
-    # Round 3 = E0 + E1: A = z − b; then mafia's round mean is (1 − 1)/2 = 0: b = .5·(−.25) + 0 = −.125.
-    expected = [1.25, 1.25, -1.25, -1.25, -1.25, -1.25, -0.75, 0.75, 0.75, 0.75, 0.75]
+    # Round 1 = E0: every role is new, so its baseline starts at its mean return in this round (mafia 1, villager
+    # −1, doctor −1), not at 0: A = z − b = 0. The update keeps them (.5·b + .5·b).
+    assert [s.advantage for s in assigner.assign(episodes[:1])] == [0.0] * 6
+    assert assigner.baselines == {("mafia", "mafia"): 1.0, ("mafia", "villager"): -1.0, ("mafia", "doctor"): -1.0}
+    # Round 2 = E1, read before update: mafia −1 − 1 = −2, villager 1 + 1 = 2, doctor 2.
+    assert [s.advantage for s in assigner.assign(episodes[1:])] == [-2.0, 2.0, 2.0, 2.0, 2.0]
+    # Update: mafia .5·1 + .5·(−1) = 0, villager .5·(−1) + .5·1 = 0, doctor 0.
+    assert assigner.baselines == {("mafia", "mafia"): 0.0, ("mafia", "villager"): 0.0, ("mafia", "doctor"): 0.0}
+    # Round 3 = E0 + E1: A = z − 0; then mafia's round mean is (1 − 1)/2 = 0: b stays 0.
+    expected = [1.0, 1.0, -1.0, -1.0, -1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0]
     assert [s.advantage for s in assigner.assign(episodes)] == expected
-    assert assigner.baselines[("mafia", "mafia")] == -0.125
+    assert assigner.baselines[("mafia", "mafia")] == 0.0
 
 
-def test_role_baseline_default_decay_and_unseen_role_starts_at_zero(make_episode, mafia_round):
+def test_role_baseline_default_decay_and_a_new_role_starts_at_its_first_round_mean(make_episode, mafia_round):
     assigner = CreditAssigner(CreditConfig(mode="role_baseline"))
     assert assigner.config.ema_decay == 0.95  # SPIRAL's decay
     assigner.assign(mafia_round[0][:1])
-    assert assigner.baselines[("mafia", "mafia")] == pytest.approx(0.05)  # .95·0 + .05·1
-    bazaar = make_episode("bazaar", 2, {0: ("seller", 0.75, True, 1)})
-    assert [s.advantage for s in assigner.assign([bazaar])] == [0.75]  # never seen: baseline 0
+    assert assigner.baselines[("mafia", "mafia")] == pytest.approx(1.0)  # its first mean; .95·1 + .05·1 after
+    sellers = [make_episode("bazaar", seed, {0: ("seller", z, True, 1)}) for seed, z in ((2, 0.75), (3, 0.25))]
+    # Never seen before: b = the round's mean 0.5 (from 0, both would have been positive: 0.75 and 0.25).
+    assert [s.advantage for s in assigner.assign(sellers)] == [0.25, -0.25]
+    # The next round reads it: .5 before the update; the update moves it to .95·.5 + .05·.75 = .5125.
+    assert [s.advantage for s in assigner.assign(sellers[:1])] == [0.25]
+    assert assigner.baselines[("bazaar", "seller")] == pytest.approx(0.5125)
+
+
+def test_outcome_and_role_baseline_refuse_the_m1_and_m3_switches():
+    for mode in ("outcome", "role_baseline"):
+        with pytest.raises(ValueError, match="decompose=False .* has no M1 decomposition"):
+            CreditConfig(mode=mode, decompose=False)
+        with pytest.raises(ValueError, match="use_utility=False .* has no M1 decomposition or M3 utility"):
+            CreditConfig(mode=mode, use_utility=False)
+    CreditConfig(mode="maro", decompose=False, use_utility=False)  # the ablations of maro itself
 
 
 def test_normalisation_edge_cases():
