@@ -1,17 +1,20 @@
 # The README's two quick-start commands are `make demo` and `make test`; both set up .venv when missing.
-# torch is installed first, pinned to the CPU build on this disk (DESIGN §8): otherwise pip resolves
-# `torch` to a multi-GB CUDA build.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-TORCH  ?= torch==2.13.0
+# torch is installed first, so that the project's `torch>=2.11` is already met. Which build pip installs is the
+# index's choice: on Linux the public index's default torch wheel is the CUDA build (several GB); for the CPU
+# build, `make demo TORCH_INDEX=https://download.pytorch.org/whl/cpu` (macOS and Windows wheels are CPU-only).
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(VENV)/bin
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
+TORCH_FROM  := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 
 .PHONY: demo test lint format bench clean
 
 $(BIN)/maro: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q $(TORCH_FROM) "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(BIN)/maro
 

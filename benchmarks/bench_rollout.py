@@ -1,4 +1,4 @@
-"""Rollout throughput on the tiny model: one game at a time vs many games batched (issue 5 target: >= 4×).
+"""Rollout throughput on the tiny model: one game at a time vs many games batched (target: >= 4×).
 
 Both modes play the same number of games (the policy in one seat, a scripted opponent in the other);
 "sequential" calls the engine once per game, "batched" once for all, so every sweep is one ``generate``

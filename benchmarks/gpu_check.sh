@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU checks of maro_kernels (the fused policy-gradient loss), for a machine with one CUDA device, e.g. an H100.
-# Runs the `gpu` tests, then the benchmark at the issue's shape (N=16384, H=4096, V=128256, bf16) and one smaller
+# Runs the `gpu` tests, then the benchmark at the target shape (N=16384, H=4096, V=128256, bf16) and one smaller
 # shape, then a short real training run of the tiny model on the GPU (train_smoke.py), printing markdown tables.
 # Time limits: tests 100 s, benchmark 260 s, training 100 s, so under 8 minutes in all. Needs torch and triton (and
 # pytest for the tests, lightning + transformers for the training run); the project need not be installed: kernels/
@@ -27,7 +27,7 @@ else
   echo "GPU TESTS NOT RUN: pytest is not installed here (put a pure-Python pytest on PYTHONPATH)"
 fi
 
-# One table, the shape first. Rows stream out as measured, so a time limit keeps what was done; impls that
+# One table, the target shape first. Rows stream out as measured, so a time limit keeps what was done; impls that
 # cannot run (Liger is not on the image, torch.compile past its 100 s) say n/a.
 timeout 260 "$PYTHON" benchmarks/bench_pg_loss.py --device cuda --dtype bfloat16 \
   --shapes 16384x4096x128256 4096x2048x32000 --repeats 5 --timeout 100 "$@" \

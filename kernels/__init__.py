@@ -1,4 +1,4 @@
-"""maro_kernels: the fused policy-gradient loss of maro_lightning (DESIGN §4.1).
+"""maro_kernels: the fused policy-gradient loss of maro_lightning (docs/kernels.md).
 
 Depends on torch (and triton when present) only; never imports maro_lightning.
 
@@ -119,7 +119,7 @@ def fused_pg_loss(
     normalizer: float | None = None,
     impl: str = "auto",
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """PPO-clip policy-gradient loss with per-token advantages and weights, fused with the lm_head (DESIGN §4.1).
+    """PPO-clip policy-gradient loss with per-token advantages and weights, fused with the lm_head (docs/kernels.md).
 
     Per position i, with `z_i = (hidden_i · weightᵀ + bias) / temperature` and `logp_i = log_softmax(z_i)[targets_i]`:
     `loss = Σ_i mask_i · w_i · (−min(r_i·A_i, clip(r_i, 1−clip_low, 1+clip_high)·A_i) + beta·KL_i) / normalizer`,

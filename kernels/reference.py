@@ -1,4 +1,4 @@
-"""The spec of the fused policy-gradient loss, in plain torch (DESIGN §4.1).
+"""The spec of the fused policy-gradient loss, in plain torch (docs/kernels.md).
 
 This is the readable version that the fast paths (`chunked`, `triton_pg`) must agree with. It materializes the
 `[N, V]` logits in fp32 and, through autograd, their log-softmax, its exp and their gradients: about five
@@ -60,7 +60,7 @@ def pg_loss_reference(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """The clipped policy-gradient loss with per-token advantages and weights, by materializing logits.
 
-    Arguments and returns are those of `maro_kernels.fused_pg_loss` (DESIGN §4.1); gradients come from autograd.
+    Arguments and returns are those of `maro_kernels.fused_pg_loss` (docs/kernels.md); gradients come from autograd.
     """
     n = hidden.shape[0]
     mask = torch.ones(n, dtype=torch.bool, device=hidden.device) if mask is None else mask  # [N] bool
@@ -82,7 +82,7 @@ def pg_loss_reference(
 
 
 def token_stats(logprobs: Tensor, entropy: Tensor, binds: Tensor, kl: Tensor, mask: Tensor) -> dict[str, Tensor]:
-    """The detached stats of DESIGN §4.1: per-token log-probs and entropy, masked means of clipping and KL."""
+    """The detached stats of docs/kernels.md: per-token log-probs and entropy, masked means of clipping and KL."""
     count = mask.sum().clamp(min=1)  # []
     return {
         "logprobs": logprobs.detach().float(),  # [N]

@@ -1,10 +1,10 @@
-"""The simulation callback (DESIGN §2): plays rollout rounds between optimizer steps and feeds the buffer.
+"""The simulation callback (docs/design.md#data-flow): plays rollout rounds between optimizer steps, feeds the buffer.
 
 A round: the :class:`~maro_lightning.rollout.RolloutEngine` plays ``games_per_round`` games of the mix on
 this rank (its own seeds), the module scores them in one no-grad forward, credit is assigned over the
 round of every rank, and the samples go to :class:`~maro_lightning.data.TrajectoryDataModule`. The first
 ``imitation_rounds`` rounds are a behaviour-cloning warm start: each game's scripted ``teacher`` plays the
-learner's seat and its turns are trained on with advantage 1 (DESIGN §8: the tiny model has no RL signal
+learner's seat and its turns are trained on with advantage 1 (docs/design.md#tiny-model: the tiny model has no RL signal
 before it writes valid actions). The frozen opponent is a snapshot of the policy, refreshed every
 ``opponent_refresh`` rounds and at the end of the warm start (when the KL reference is taken too).
 """
@@ -70,7 +70,7 @@ class SimulationCallback(L.Callback):
             (``passes`` over the round) is used up, on any rank.
         imitation_rounds: warm-start rounds of behaviour cloning on the games' teachers (0: none).
         opponent_refresh: rounds between refreshes of the frozen opponent's weights.
-        rl_lr: the learning rate from the end of the warm start on (DESIGN §8: cloning learns at 3e-3, policy
+        rl_lr: the learning rate from the end of the warm start on (docs/design.md#tiny-model: cloning at 3e-3, policy
             gradient needs about 1e-4 or the action format drifts); None keeps the optimizer's. Schedulers
             continue from it (their base rates are set to it too).
         seed: the root of every round's seed (games, seats, scripted agents and sampling), per rank; None: the
@@ -234,7 +234,8 @@ class SimulationCallback(L.Callback):
 
     def _refresh_snapshots(self, trainer: L.Trainer, module: MaroModule) -> None:
         """Before a round: the first RL round after a warm start anchors the KL reference to the cloned policy
-        (DESIGN §8) and switches to ``rl_lr``; the frozen opponent follows the policy every few rounds."""
+        (docs/design.md#tiny-model) and switches to ``rl_lr``; the frozen opponent follows the policy every few
+        rounds."""
         warm_start_over = self.imitation_rounds > 0 and self.rounds == self.imitation_rounds
         if warm_start_over and trainer.checkpoint_callback is not None:  # beside last.ckpt, kept for evaluation
             trainer.save_checkpoint(checkpoint_dir(trainer) / WARM_START_CHECKPOINT)

@@ -1,8 +1,8 @@
-"""The trajectory data module (DESIGN §2): a bounded buffer of behaviour samples, served as padded batches.
+"""The trajectory data module (docs/design.md#data-flow): a bounded buffer of behaviour samples, as padded batches.
 
 The :class:`~maro_lightning.callbacks.SimulationCallback` pushes each scored rollout round here. The train
 loader yields only *tickets*; ``on_before_batch_transfer`` turns each ticket into the next batch of the
-current plan right before ``training_step`` (LIGHTNING_RECIPES §1): a loader that read the buffer itself
+current plan right before ``training_step`` (docs/design.md#the-training-loop): a loader that read the buffer itself
 would be prefetched one batch early and train on the round before the newest.
 
 A *plan* is the round's batches for ``passes`` passes (PPO epochs) over the buffer, shuffled or
@@ -380,7 +380,7 @@ class TrajectoryDataModule(L.LightningDataModule):
     # --------------------------------------------------------------------------------------------- loaders
     def train_dataloader(self) -> DataLoader:
         # generator=: the loader's base seed would otherwise draw from the global RNG after a resume restored
-        # it, shifting every later draw (LIGHTNING_RECIPES §4).
+        # it, shifting every later draw (docs/design.md#the-training-loop).
         return DataLoader(TicketStream(), batch_size=None, num_workers=0, generator=torch.Generator())
 
     def val_dataloader(self) -> DataLoader:

@@ -1,5 +1,5 @@
 """Models: the policy (a Hugging Face causal LM, or the tiny local one built offline with its tokenizer)
-and the behaviour-utility head (DESIGN §5, M3)."""
+and the behaviour-utility head (docs/design.md#formulation, M3)."""
 
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ TINY_CHAT_TEMPLATE = (
 # Words split from numbers and from each punctuation mark: "[Offer: $92]" -> "[", "Offer", ":", "$", "92", "]".
 _WORD_PIECES = r"\d+|[A-Za-z_]+|[^\sA-Za-z\d_]"
 GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")  # what the tiny tokenizer saves as
-MAX_INT_TOKEN = 1000  # every integer 0..1000 is one token (DESIGN §8: what makes the tiny model learn prices)
+MAX_INT_TOKEN = 1000  # every integer 0..1000 is one token (docs/design.md#tiny-model: prices are learnt)
 
 
 def build_tokenizer(corpus: Iterable[str], kind: Literal["word", "byte"] = "word") -> PreTrainedTokenizerFast:
@@ -136,7 +136,7 @@ def build_tokenizer(corpus: Iterable[str], kind: Literal["word", "byte"] = "word
 
     ``word``: word level, vocabulary = special tokens, the integers 0..1000, and every word of ``corpus``
     (the games' compact observations and scripted actions); unknown words map to ``<unk>``. ``byte``: the
-    256 byte values, no training needed (learns less well on CPU, DESIGN §8).
+    256 byte values, no training needed (learns less well on CPU, docs/design.md#tiny-model).
     """
     specials = [*SPECIAL_TOKENS.values(), USER, ASSISTANT]
     if kind == "byte":
@@ -198,7 +198,7 @@ def game_corpus(games: Iterable[str], episodes: int = 200) -> list[str]:
 
 @dataclass(frozen=True)
 class TinyModelConfig:
-    """The tiny local policy (DESIGN §8): a Qwen2-style decoder small enough to learn on CPU in minutes."""
+    """The tiny local policy (docs/design.md#tiny-model): a Qwen2-style decoder that learns on CPU in minutes."""
 
     hidden_size: int = 128
     """Model width."""
@@ -233,7 +233,7 @@ def build_tiny_model(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerFast]:
     """A randomly initialised tiny Qwen2 policy with tied embeddings and its tokenizer, built offline.
 
-    Eager attention by default: on CPU, SDPA was 5–20× slower at batch 256 for this size (DESIGN §8).
+    Eager attention by default: on CPU, SDPA was 5–20× slower at batch 256 for this size (docs/design.md#tiny-model).
     """
     corpus = game_corpus(config.corpus_games) if config.tokenizer == "word" else []
     tokenizer = build_tokenizer(corpus, kind=config.tokenizer)

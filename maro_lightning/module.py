@@ -1,4 +1,4 @@
-"""``MaroModule``: the policy (a causal LM) and the behaviour-utility head, trained by MARO (DESIGN §2, §5).
+"""``MaroModule``: the policy (a causal LM) and the behaviour-utility head, trained by MARO (docs/design.md#data-flow).
 
 ``training_step`` is fixed: the trunk's hidden states at the response tokens go to the fused
 policy-gradient loss with the LM head's weight (no ``[tokens × vocab]`` logits tensor), and the utility
@@ -61,15 +61,15 @@ REFERENCE, OPPONENT = "reference", "opponent"  # the frozen snapshots of the pol
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The training objective: ``loss = pg_loss + utility_coef · utility_loss`` (DESIGN §4.1)."""
+    """The training objective: ``loss = pg_loss + utility_coef · utility_loss`` (docs/kernels.md)."""
 
     clip_low: float = 0.2
     """PPO's lower ratio clip ε (Schulman et al. 2017, arXiv 1707.06347)."""
     clip_high: float = 0.2
     """Upper ratio clip; DAPO (arXiv 2503.14476) raises it to 0.28 to keep exploring."""
     beta: float = 0.0
-    """Weight of the k3 KL estimate to the frozen reference policy (0: no reference kept). DESIGN §8: 0.05
-    keeps the tiny model's action format from drifting."""
+    """Weight of the k3 KL estimate to the frozen reference policy (0: no reference kept).
+    docs/design.md#tiny-model: 0.05 keeps the tiny model's action format from drifting."""
     utility_coef: float = 0.5
     """c_u, the weight of the utility head's regression loss."""
     aggregation: Literal["token_mean", "sequence_mean"] = "token_mean"

@@ -1,5 +1,5 @@
 """One registry type for every named choice (games, scripted agents, advantage and weighting modes):
-named choices live in registries, selectable from configs, not in if-chains (DESIGN §6)."""
+named choices live in registries, selectable from configs, not in if-chains (docs/design.md#conventions)."""
 
 from __future__ import annotations
 

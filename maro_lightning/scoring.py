@@ -1,4 +1,4 @@
-"""Scoring a rollout round (DESIGN §2): played games -> behaviour samples.
+"""Scoring a rollout round (docs/design.md#data-flow): played games -> behaviour samples.
 
 One no-grad forward of the policy trunk over every policy behaviour's prompt + response gives the old
 log-probs of the response tokens (through ``maro_kernels.selective_logprobs``: no ``[tokens × vocab]``

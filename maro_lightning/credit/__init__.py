@@ -1,4 +1,4 @@
-"""MARO credit assignment (DESIGN §4.4, §5): finished games -> per-behaviour rewards, weights and advantages.
+"""MARO credit assignment (docs/design.md#formulation): finished games -> per-behaviour rewards, weights and advantages.
 
 Plain torch, no Lightning: the module's scorer calls it once per rollout round.
 

@@ -1,4 +1,4 @@
-"""Advantage modes (DESIGN §5): small pure functions over one rollout round, chosen by name from a registry.
+"""Advantage modes (docs/design.md#formulation): small pure functions over a rollout round, chosen by name.
 
 A mode maps ``(batch, rewards, config) -> advantages``, all per-behaviour ``[N]`` float64 tensors in the
 round's flattening order, where ``rewards`` are the M1 rewards r_t. It also declares whether its
@@ -154,5 +154,5 @@ def role_baseline_advantage(batch: CreditBatch, rewards: Tensor, config: CreditC
 @register_advantage("imitation", normalize_per_role=False)
 def imitation_advantage(batch: CreditBatch, rewards: Tensor, config: CreditConfig) -> Tensor:
     """Behaviour cloning as a policy gradient: ``A_t = 1`` on a teacher's behaviours, so that with the ratio
-    at 1 the loss ``−A·log π`` is the teacher's negative log-likelihood (the warm start of DESIGN §8)."""
+    at 1 the loss ``−A·log π`` is the teacher's negative log-likelihood (docs/design.md#tiny-model)."""
     return torch.ones(batch.size, dtype=torch.float64)

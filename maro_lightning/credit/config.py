@@ -1,4 +1,4 @@
-"""The configuration of MARO credit assignment (DESIGN §5): one frozen dataclass, every switch an attribute."""
+"""The configuration of MARO credit assignment (docs/design.md#formulation): one frozen dataclass of switches."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The data model of credit assignment (DESIGN §4.4): finished games in, one row per policy behaviour out.
+"""The data model of credit assignment (docs/design.md#behaviour-samples): finished games in, a row per behaviour out.
 
 A rollout round is a sequence of :class:`Episode`. Its behaviours are always taken in one order, the
 *flattening order* that every per-behaviour tensor follows: episodes in the given order, then players by
@@ -155,7 +155,7 @@ def flatten(episodes: Sequence[Episode]) -> list[tuple[Episode, Behaviour]]:
 
 @dataclass
 class BehaviorSample:
-    """One training row per policy behaviour (DESIGN §4.4); what the buffer stores and replays.
+    """One training row per policy behaviour (docs/design.md#behaviour-samples); what the buffer stores and replays.
 
     The credit fields are filled by :class:`~maro_lightning.credit.CreditAssigner`; the tensor fields by
     the scorer that tokenises the behaviour (None until then).

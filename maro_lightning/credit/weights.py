@@ -1,4 +1,4 @@
-"""M2 role balance (DESIGN §5): weighting modes in a registry, rolling counts, and the weight formula.
+"""M2 role balance (docs/design.md#formulation): weighting modes in a registry, rolling counts, and the weight formula.
 
 A weighting mode names how samples are grouped into *cells*: a function ``(game, role, success) -> cell``.
 Over the cells present in the rolling window (the last ``window`` rounds, the current one included),

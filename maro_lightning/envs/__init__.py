@@ -1,4 +1,4 @@
-"""The social games (DESIGN §4.2, GAMES.md): the ``SocialEnv`` contract, the registry and scripted agents.
+"""The social games (docs/design.md#environments, docs/games.md): the ``SocialEnv`` contract, registry, scripted agents.
 
 env = envs.make("bazaar", obs_format="compact")
 env.reset(seed=3)

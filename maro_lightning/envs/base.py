@@ -1,8 +1,8 @@
-"""The ``SocialEnv`` contract (DESIGN §4.2) and the machinery every game shares.
+"""The ``SocialEnv`` contract (docs/design.md#environments) and the machinery every game shares.
 
 A game subclasses :class:`SocialEnv` and writes only its rules: set-up, whose turn it is, how a tag
 becomes an :class:`Action`, what an action does, the rewards, and what each player may see
-(:meth:`SocialEnv.view`). The base class owns the text protocol, the invalid-action policy of GAMES.md,
+(:meth:`SocialEnv.view`). The base class owns the text protocol, the invalid-action policy of docs/games.md,
 the turn log, and API-misuse checks, so that no game can get them subtly different.
 """
 

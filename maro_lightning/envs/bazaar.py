@@ -1,4 +1,4 @@
-"""Bazaar: a buyer and a seller bargain over the price of one item (GAMES.md).
+"""Bazaar: a buyer and a seller bargain over the price of one item (docs/games.md).
 
 After CraigslistBargain (He et al. 2018, "Decoupling Strategy and Generation in Negotiation Dialogues")
 and the negotiation decision functions of Faratin et al. (1998). Player 0 is the seller, player 1 the buyer.
@@ -161,7 +161,7 @@ class Bazaar(SocialEnv):
 
     # -------------------------------------------------------------------------------------- outcome
     def share(self, player: int, price: int) -> float:
-        """``player``'s share of the surplus at ``price``, clipped to [−1, 1] (GAMES.md reward)."""
+        """``player``'s share of the surplus at ``price``, clipped to [−1, 1] (docs/games.md#bazaar)."""
         s, b = self.reservation[SELLER], self.reservation[BUYER]
         gain = price - s if player == SELLER else b - price
         scale = b - s if b > s else self.listing  # no zone of agreement: normalise by the listing

@@ -1,4 +1,4 @@
-"""Scripted Bazaar agents of graded strength, acting through text (GAMES.md, Bazaar "Scripted").
+"""Scripted Bazaar agents of graded strength, acting through text (docs/games.md#bazaar).
 
 The time-dependent tactics follow the negotiation decision functions of Faratin, Sierra and Jennings (1998):
 ``offer_t = A + (R − A)·(t/(T−1))^(1/e)`` with anchor A (seller L, buyer L/2), own reservation R and

@@ -1,4 +1,4 @@
-"""Deal: two players split books, hats and balls that they value differently (GAMES.md, "Deal").
+"""Deal: two players split books, hats and balls that they value differently (docs/games.md#deal).
 
 After Deal or No Deal (Lewis et al. 2017, "Deal or No Deal? End-to-End Learning for Negotiation Dialogues",
 EMNLP). Each game draws item counts and two private value vectors worth 10 points each; the players take

@@ -1,4 +1,4 @@
-"""Mafia: hidden roles, night kills and day votes (GAMES.md, "Mafia").
+"""Mafia: hidden roles, night kills and day votes (docs/games.md#mafia).
 
 After the Mafia/Werewolf family of social deduction games. Players are numbered ``0..n-1`` and always named
 ``Player k``. Every number below is an option of :class:`Mafia`.
@@ -29,8 +29,9 @@ Rules as implemented:
   vote), so the game also ends after day ``max_days``: the Mafia then win, because surviving is their goal and
   a village that has not found them by then has failed. Random play never reached the default cap of 10 days.
 - Under random play (``random`` in every seat) the Mafia win about 87% of 6-player games (the exact value of
-  these rules, computed as a Markov chain in the tests, is 0.872), not the "about two in three" of GAMES.md:
-  after a night kill, a random day vote hits a Villager 3 times in 5 and leaves the Mafia at half the living.
+  these rules, computed as a Markov chain in the tests, is 0.872), not the "about two in three" first estimated
+  (docs/games.md#mafia): after a night kill, a random day vote hits a Villager 3 times in 5 and leaves the
+  Mafia at half the living.
 - Reward: +1 to every member of the winning team and -1 to every member of the other, the dead included.
   Success = own team won.
 - A target is written ``Player 3``, ``player3``, ``P3``, ``p 3``, ``#3`` or ``3`` (case-insensitive, with

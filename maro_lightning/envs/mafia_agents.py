@@ -1,4 +1,4 @@
-"""Scripted Mafia agents, acting through text (GAMES.md, Mafia "Scripted").
+"""Scripted Mafia agents, acting through text (docs/games.md#mafia).
 
 They read only their player's view. Two fixed phrases carry what they tell each other, and the agents parse
 them back from the public record with :data:`ACCUSE` and :data:`CLAIM`: ``I accuse Player k`` and

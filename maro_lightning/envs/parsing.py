@@ -1,4 +1,4 @@
-"""The shared text protocol of every game (GAMES.md, "Shared protocol").
+"""The shared text protocol of every game (docs/games.md#shared-protocol).
 
 A turn's raw text is split into private reasoning (inside ``<think>…</think>``) and the public rest;
 actions are bracket tags such as ``[Offer: $1,200]`` found in the public rest. Nothing here knows a

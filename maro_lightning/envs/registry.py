@@ -1,4 +1,4 @@
-"""Registries of games and scripted agents: named choices live here, not in if-chains (DESIGN §6)."""
+"""Registries of games and scripted agents: named choices live here, not in if-chains (docs/design.md#conventions)."""
 
 from __future__ import annotations
 

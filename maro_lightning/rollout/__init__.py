@@ -1,4 +1,4 @@
-"""Rollouts (DESIGN §4.3): seats, the batched multi-game engine and generation backends."""
+"""Rollouts (docs/design.md#rollouts): seats, the batched multi-game engine and generation backends."""
 
 from maro_lightning.rollout.engine import FROZEN
 from maro_lightning.rollout.engine import HELD_OUT_SEEDS

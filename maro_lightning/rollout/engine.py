@@ -1,4 +1,4 @@
-"""The rollout engine (DESIGN §4.3): many games at once, one batched generation per sweep.
+"""The rollout engine (docs/design.md#rollouts): many games at once, one batched generation per sweep.
 
 Every sweep gathers the players who must act in every unfinished game. Scripted seats answer at once;
 the prompts of all policy seats (and, separately, of all frozen-copy seats) across all games go to the
@@ -39,7 +39,7 @@ class GameSpec:
             too), ``"frozen"`` (a periodically refreshed snapshot of the policy) or a scripted agent name.
         learner_players: the players the learner may take (None = any, drawn uniformly per game).
         teacher: a scripted agent that plays the learner's seat in imitation rounds (behaviour cloning warm
-            start, DESIGN §8); its text becomes the learner's behaviours.
+            start, docs/design.md#tiny-model); its text becomes the learner's behaviours.
     """
 
     name: str

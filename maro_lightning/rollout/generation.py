@@ -1,4 +1,4 @@
-"""Generation backends (DESIGN §4.3): ``generate(prompts, sampling) -> completions`` over token ids.
+"""Generation backends (docs/design.md#rollouts): ``generate(prompts, sampling) -> completions`` over token ids.
 
 The default backend batches every prompt through ``transformers`` ``generate`` with left padding and
 the KV cache. A faster engine (vLLM, SGLang) is another class with the same method.

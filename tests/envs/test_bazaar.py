@@ -1,4 +1,4 @@
-"""Bazaar: rules, rewards, hidden information and the scripted ladder (GAMES.md, Bazaar)."""
+"""Bazaar: rules, rewards, hidden information and the scripted ladder (docs/games.md#bazaar)."""
 
 import math
 import statistics
@@ -182,7 +182,7 @@ def test_observations_do_not_depend_on_the_other_reservation(fmt):
 
 
 def test_scripted_seller_ladder_against_a_linear_buyer():
-    # Seller share over 2000 seeded games at L = 100 (GAMES.md measured ~0.54 / 0.46 / 0.30). A per-game share
+    # Seller share over 2000 seeded games at L = 100 (docs/games.md#bazaar: ~0.54 / 0.46 / 0.30). A per-game share
     # has sd ~0.25, so the standard error of each mean is ~0.006: margins of 0.04 are > 6 standard errors.
     seeds = range(2000)
     share = {
@@ -203,7 +203,7 @@ def test_buyer_reward_ladder_and_linear_deal_rate():
     }
     assert reward["boulware"] > reward["linear"] + 0.05 > reward["conceder"] + 0.10
     deal_rate = statistics.mean(o.metrics["deal"] for o in _play("linear", "linear", seeds))
-    assert 0.75 < deal_rate < 0.90  # GAMES.md: ~0.82
+    assert 0.75 < deal_rate < 0.90  # docs/games.md#bazaar: ~0.82
 
 
 def test_hardliner_and_tit_for_tat_act_validly():

@@ -1,4 +1,4 @@
-"""The SocialEnv contract (DESIGN §4.2), checked for every registered game with its `random` agents."""
+"""The SocialEnv contract (docs/design.md#environments), checked for every registered game with its `random` agents."""
 
 import math
 import random

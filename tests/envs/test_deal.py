@@ -1,4 +1,4 @@
-"""Deal: set-up, rules, rewards, exact checks, parser, hidden information and the scripted ladder (GAMES.md, Deal)."""
+"""Deal: set-up, rules, rewards, exact checks, parser, hidden information, scripted ladder (docs/games.md#deal)."""
 
 import itertools
 import random

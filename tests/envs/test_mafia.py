@@ -1,4 +1,4 @@
-"""Mafia: dealing, night and day rules, the win rule, hidden information and the scripted agents (GAMES.md)."""
+"""Mafia: dealing, night and day rules, the win rule, hidden information and the scripted agents (docs/games.md)."""
 
 import math
 import re
@@ -554,8 +554,9 @@ def _exact_day(mafia: int, doctor: int, others: int, day: int, max_days: int = 1
 def test_random_play_mafia_win_rate_matches_the_rules(n, alive, games):
     """Acceptance: the random-play Mafia win rate, measured, equals the exact value of the rules.
 
-    GAMES.md says "about two in three" at 6 players; its own rules give 0.872 there (0.676 at 4 players), and
-    the env must play those rules: the tolerance is 3.5 standard errors (±0.03 for 1500 games).
+    The first estimate (docs/games.md#mafia) said "about two in three" at 6 players; its own rules give 0.872
+    there (0.676 at 4 players), and the env must play those rules: the tolerance is 3.5 standard errors (±0.03
+    for 1500 games).
     """
     exact = _exact_night(*alive, 1)
     outcomes = _play(envs.make("mafia", n_players=n, obs_format="compact"), range(games))

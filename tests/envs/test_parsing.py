@@ -1,4 +1,4 @@
-"""Table tests of the shared text protocol (GAMES.md, "Shared protocol")."""
+"""Table tests of the shared text protocol (docs/games.md#shared-protocol)."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""fused_pg_loss and selective_logprobs: every impl against the reference (DESIGN §4.1, §7).
+"""fused_pg_loss and selective_logprobs: every impl against the reference (docs/kernels.md).
 
 On CPU the Triton kernel runs under TRITON_INTERPRET=1 (set in conftest), fp32 only and small shapes: the
 interpreter is ~100× slower than torch. bf16/fp16 run on CPU for the chunked path; the Triton kernel's bf16/fp16

@@ -1,5 +1,5 @@
 """Gradient accumulation gives the update of one big batch: the loss divides by the whole optimizer step's tokens
-(DESIGN §7's invariance, here through the real Trainer, for both aggregations)."""
+(the invariance of docs/design.md#testing, here through the real Trainer, for both aggregations)."""
 
 import copy
 import functools

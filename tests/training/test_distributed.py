@@ -1,5 +1,5 @@
 """Two-process DDP on CPU (gloo) through ``ddp_spawn``: each rank simulates its own games, and the
-gradients keep the replicas identical (LIGHTNING_RECIPES §3)."""
+gradients keep the replicas identical (docs/design.md#the-training-loop)."""
 
 import lightning as L
 import torch

@@ -104,7 +104,7 @@ def fit_on(module: MaroModule, samples, max_steps: int = 1, callbacks=(), **data
 
 # ------------------------------------------------------------------------------------ the games' rules
 def check_rules(game: str, kind: str, played: PlayedGame) -> None:
-    """What the game's invalid-action policy (GAMES.md, ``envs/base.py``) makes of the stub's text."""
+    """What the game's invalid-action policy (docs/games.md, ``envs/base.py``) makes of the stub's text."""
     env, turns = played.env, played.env.turns
     outcome = env.outcome()
     for turn in turns:
