@@ -24,7 +24,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from maro_lightning import checkpoints
 from maro_lightning import envs
-from maro_lightning.credit import BehaviorSample
+from maro_lightning.credit import BehaviourSample
 from maro_lightning.credit import CreditAssigner
 from maro_lightning.credit import CreditConfig
 from maro_lightning.data import TrajectoryDataModule
@@ -249,7 +249,7 @@ class SimulationCallback(L.Callback):
     def _metrics(
         self,
         games: list[PlayedGame],
-        samples: list[BehaviorSample],
+        samples: list[BehaviourSample],
         engine: RolloutEngine,
         imitate: bool,
         module: MaroModule,
@@ -329,7 +329,7 @@ def _set_learning_rate(trainer: L.Trainer, lr: float) -> None:
         config.scheduler.base_lrs = [lr] * len(config.scheduler.base_lrs)
 
 
-def _as_imitation(samples: list[BehaviorSample]) -> None:
+def _as_imitation(samples: list[BehaviourSample]) -> None:
     """Teacher behaviours train on-policy (ratio 1, so the loss is the NLL) with no KL term."""
     for sample in samples:
         sample.old_logprobs = sample.ref_logprobs = None

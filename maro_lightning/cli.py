@@ -46,6 +46,7 @@ def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
     """``fit``/``validate``/``test`` through LightningCLI; without ``-c``, the demo config is the default."""
     from lightning.pytorch.cli import LightningCLI  # heavy: only for the training commands
 
+    from maro_lightning import imports
     from maro_lightning import preflight
     from maro_lightning.data import TrajectoryDataModule
     from maro_lightning.errors import ConfigError
@@ -59,6 +60,15 @@ def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
             subcommand = self.config.get("subcommand")
             if subcommand:
                 self._preflight(preflight.check_ckpt_path, self.config[subcommand], subcommand)
+
+        def add_arguments_to_parser(self, parser: Any) -> None:
+            parser.add_argument(
+                "--imports",
+                type=list[str],
+                default=[],
+                help="Modules to import before the config is parsed: where your registered advantage modes, "
+                "weightings, games and scripted agents, and your class_path classes, live (docs/design.md#extending).",
+            )
 
         def before_instantiate_classes(self) -> None:
             self._preflight(preflight.check_config, self.config[self.subcommand], self.subcommand)
@@ -108,6 +118,13 @@ def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
         sys.stderr.write(f"maro {argv[0]}: error: {err}\n")
         return 2
     defaults = {} if configured or not DEMO_CONFIG.exists() else {"default_config_files": [str(DEMO_CONFIG)]}
+    try:  # before parsing: class paths and registered names must exist when the config is checked
+        imports.import_all(
+            imports.requested(argv, preflight.config_paths(argv) or defaults.get("default_config_files", []))
+        )
+    except (ImportError, ValueError) as err:
+        sys.stderr.write(f"maro {argv[0]}: error: {err}\n")
+        return 2
     MaroCLI(
         MaroModule,
         TrajectoryDataModule,

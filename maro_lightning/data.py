@@ -35,7 +35,7 @@ from torch.utils.data import IterableDataset
 
 from maro_lightning import distributed
 from maro_lightning import persistence
-from maro_lightning.credit import BehaviorSample
+from maro_lightning.credit import BehaviourSample
 from maro_lightning.errors import ConfigError
 from maro_lightning.evaluation import LadderConfig
 from maro_lightning.evaluation import LadderMatch
@@ -100,7 +100,7 @@ class TrajectoryBatch:
         return self.input_ids.shape[0]
 
 
-def collate(samples: Sequence[BehaviorSample], pad_id: int) -> TrajectoryBatch:
+def collate(samples: Sequence[BehaviourSample], pad_id: int) -> TrajectoryBatch:
     """Pad B scored samples into one :class:`TrajectoryBatch`."""
     missing = [s.episode_id for s in samples if s.prompt_ids is None or s.response_ids is None]
     if missing or not samples:
@@ -136,13 +136,13 @@ def collate(samples: Sequence[BehaviorSample], pad_id: int) -> TrajectoryBatch:
     )
 
 
-def _totals(samples: Sequence[BehaviorSample]) -> Tensor:
+def _totals(samples: Sequence[BehaviourSample]) -> Tensor:
     """[3] float64: response tokens, behaviours and the sum of M2 weights of ``samples``."""
     tokens = sum(len(s.response_ids) for s in samples)
     return torch.tensor([tokens, len(samples), sum(s.weight for s in samples)], dtype=torch.float64)
 
 
-def _tokens(samples: Sequence[BehaviorSample], name: str) -> Tensor | None:
+def _tokens(samples: Sequence[BehaviourSample], name: str) -> Tensor | None:
     """[T] float32 concatenation of a per-token field, or None when no sample has it; a mix is an error."""
     values = [getattr(s, name) for s in samples]
     if all(v is None for v in values):
@@ -153,7 +153,7 @@ def _tokens(samples: Sequence[BehaviorSample], name: str) -> Tensor | None:
 
 
 def batch_plan(
-    samples: Sequence[BehaviorSample], batch_size: int, passes: int, sampling: Sampling, rng: random.Random
+    samples: Sequence[BehaviourSample], batch_size: int, passes: int, sampling: Sampling, rng: random.Random
 ) -> list[list[int]]:
     """Sample indices of every batch of ``passes`` passes over ``samples``: ceil(N / batch_size) batches a pass.
 
@@ -243,7 +243,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.batch_size, self.passes, self.sampling = batch_size, passes, sampling
         self.persist_dir, self.replay_dir, self.seed = persist_dir, replay_dir, seed
         self.evaluation = evaluation or LadderConfig()
-        self.rounds: deque[list[BehaviorSample]] = deque(maxlen=buffer_rounds)
+        self.rounds: deque[list[BehaviourSample]] = deque(maxlen=buffer_rounds)
         self.round_index = 0
         self.plan: list[list[int]] = []
         self.cursor = 0
@@ -261,7 +261,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         if self.round_index == 0:  # not yet fed: a per-rank stream (a resume restores the saved one after this)
             self.rng = random.Random(root_seed(self.seed) * 1_000_003 + rank)
 
-    def push(self, samples: list[BehaviorSample]) -> None:
+    def push(self, samples: list[BehaviourSample]) -> None:
         """Add a scored round (replacing the oldest beyond ``buffer_rounds``) and plan its batches."""
         if not samples:
             raise ValueError("an empty round: no policy behaviour was played (check the games' learner seats)")
@@ -274,7 +274,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self._replan()
 
     @property
-    def buffer(self) -> list[BehaviorSample]:
+    def buffer(self) -> list[BehaviourSample]:
         """Every sample the buffer holds, oldest round first."""
         return [s for r in self.rounds for s in r]
 
@@ -433,7 +433,7 @@ class TrajectoryDataModule(L.LightningDataModule):
 
     def _load_local_state(self, state: dict[str, Any]) -> None:
         self.rounds.clear()
-        self.rounds.extend([BehaviorSample(**row) for row in r] for r in state["rounds"])
+        self.rounds.extend([BehaviourSample(**row) for row in r] for r in state["rounds"])
         self.round_index, self.plan, self.cursor = state["round_index"], state["plan"], state["cursor"]
         self.replay_position = state["replay_position"]
         version, rng_state, gauss = state["rng"]
@@ -441,7 +441,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self._step_totals = None  # recomputed from the plan at the next batch
 
 
-def _row(sample: BehaviorSample) -> dict[str, Any]:
+def _row(sample: BehaviourSample) -> dict[str, Any]:
     """A sample as a dict of plain values and tensors (``torch.load(weights_only=True)`` reads it back)."""
     return {f.name: getattr(sample, f.name) for f in dataclasses.fields(sample)}
 

@@ -106,7 +106,7 @@ class UtilityHead(nn.Module):
         Args:
             values: ``[M]`` V estimates.
             q_values: ``[M]`` Q estimates.
-            targets: ``[M]`` regression targets (``BehaviorSample.utility_target``).
+            targets: ``[M]`` regression targets (``BehaviourSample.utility_target``).
             weights: ``[M]`` non-negative sample weights (e.g. the M2 weights), or None.
             total_weight: W, the normaliser (default: ``Σ weights``).
         """

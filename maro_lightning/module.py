@@ -6,9 +6,12 @@ head regresses the outcome at each behaviour's last prompt and last response tok
 in :class:`~maro_lightning.callbacks.SimulationCallback`, which calls :meth:`MaroModule.policy_backend`,
 :meth:`MaroModule.score` and :meth:`MaroModule.credit_round` here.
 
-Extension points: :meth:`MaroModule.behaviour_rewards` (shape the per-behaviour rewards of a new reward
-scheme), :meth:`MaroModule.token_weights` (the loss's aggregation), the advantage and weighting registries
-of :mod:`maro_lightning.credit`, and the optimizer and scheduler callables of LightningCLI.
+Extension points (docs/design.md#extending): the credit hooks :meth:`MaroModule.behaviour_rewards`,
+:meth:`~MaroModule.compute_rewards`, :meth:`~MaroModule.compute_advantages`, :meth:`~MaroModule.compute_weights`
+and :meth:`~MaroModule.compute_targets` (override one in a subclass; the defaults call the module's assigner,
+which ``credit: {class_path: ...}`` may replace), :meth:`MaroModule.token_weights` (the loss's aggregation), the
+advantage and weighting registries of :mod:`maro_lightning.credit`, and the optimizer and scheduler callables of
+LightningCLI.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ from torch import Tensor
 
 from maro_kernels import fused_pg_loss
 from maro_lightning import distributed
-from maro_lightning.credit import BehaviorSample
+from maro_lightning.credit import BehaviourSample
 from maro_lightning.credit import CreditAssigner
+from maro_lightning.credit import CreditBatch
 from maro_lightning.credit import CreditConfig
 from maro_lightning.credit import Episode
 from maro_lightning.data import TrajectoryBatch
@@ -107,18 +111,6 @@ class HeadConfig:
     """Keep the utility loss's gradients out of the policy trunk."""
 
 
-class ModuleCreditAssigner(CreditAssigner):
-    """The module's assigner: its reward hook is :meth:`MaroModule.behaviour_rewards`, so a reward scheme is
-    one method of a ``MaroModule`` subclass."""
-
-    def __init__(self, module: MaroModule, config: CreditConfig) -> None:
-        super().__init__(config)
-        self.module = module
-
-    def behaviour_rewards(self, episode: Episode, player: int) -> Tensor:
-        return self.module.behaviour_rewards(episode, player)
-
-
 class MaroModule(L.LightningModule):
     """The MARO policy and its utility head.
 
@@ -128,7 +120,8 @@ class MaroModule(L.LightningModule):
         dtype: the loaded model's dtype ("auto", "bfloat16", "float32", ...); the tiny model is float32.
         attn_implementation: attention kernel; None: eager for the tiny model, else flash_attention_2 on CUDA
             when flash-attn imports, SDPA otherwise.
-        credit: MARO's switches (M1, M2, M3, baselines).
+        credit: MARO's switches (M1, M2, M3, baselines), or a ``CreditAssigner`` (a subclass with its own hooks,
+            ``credit: {class_path: my_pkg.MyAssigner, init_args: {config: {...}}}``).
         head: the utility head.
         loss: the objective.
         sampling: decoding in rollouts and evaluation.
@@ -144,7 +137,7 @@ class MaroModule(L.LightningModule):
         tiny: TinyModelConfig | None = None,
         dtype: str = "auto",
         attn_implementation: str | None = None,
-        credit: CreditConfig | None = None,
+        credit: CreditConfig | CreditAssigner | None = None,
         head: HeadConfig | None = None,
         loss: LossConfig | None = None,
         sampling: SamplingConfig | None = None,
@@ -158,7 +151,8 @@ class MaroModule(L.LightningModule):
             check_policy_name(policy)
         self.policy_name, self.dtype_name, self.attn_implementation = policy, dtype, attn_implementation
         self.tiny_config = _coerce(TinyModelConfig, tiny)
-        self.credit_config = _coerce(CreditConfig, credit)
+        self.credit = credit if isinstance(credit, CreditAssigner) else CreditAssigner(_coerce(CreditConfig, credit))
+        self.credit_config = self.credit.config
         self.head_config = _coerce(HeadConfig, head)
         self.loss_config = _coerce(LossConfig, loss)
         self.sampling = _coerce(SamplingConfig, sampling)
@@ -168,7 +162,6 @@ class MaroModule(L.LightningModule):
         for name, config in [("tiny", self.tiny_config), ("credit", self.credit_config), ("head", self.head_config)]:
             self.hparams[name] = asdict(config)  # plain values: checkpoints load with weights_only=True
         self.hparams["loss"], self.hparams["sampling"] = asdict(self.loss_config), asdict(self.sampling)
-        self.credit = ModuleCreditAssigner(self, self.credit_config)
         self.policy: torch.nn.Module | None = None
         self.utility_head: UtilityHead | None = None
         self.tokenizer = None
@@ -250,18 +243,46 @@ class MaroModule(L.LightningModule):
             forward=forward,
         )
 
-    def credit_round(self, scored: ScoredRound, assigner: CreditAssigner | None = None) -> list[BehaviorSample]:
-        """Credit a scored round with ``assigner`` (default: the module's), over all ranks' episodes."""
+    def credit_round(self, scored: ScoredRound, assigner: CreditAssigner | None = None) -> list[BehaviourSample]:
+        """Credit a scored round over all ranks' episodes: with the module's assigner through this module's hooks,
+        or with ``assigner`` and its own hooks (the warm start's imitation credit)."""
         gather = distributed.all_gather_object if distributed.world_size() > 1 else None
-        return credit_round(assigner or self.credit, scored, gather, distributed.rank())
+        if assigner is not None:
+            return credit_round(assigner, scored, gather, distributed.rank())
+        return credit_round(self.credit, scored, gather, distributed.rank(), hooks=self)
 
+    # ------------------------------------------------------------------------- credit hooks (docs/design.md#extending)
     def behaviour_rewards(self, episode: Episode, player: int) -> Tensor:
         """Hook: the immediate rewards ρ_t of ``player``'s T behaviours in ``episode``, ``[T]`` float64.
 
-        Default: the outcome z_i on the last behaviour, 0 before (``CreditAssigner.behaviour_rewards``).
-        Override for a new reward scheme; every advantage mode then uses it (M1 through the TD errors).
+        Default: the assigner's (the outcome z_i on the last behaviour, 0 before). Override for a new reward
+        scheme; every advantage mode then uses it (M1 through the TD errors, the baselines through R_i).
         """
-        return CreditAssigner.behaviour_rewards(self.credit, episode, player)
+        return self.credit.behaviour_rewards(episode, player)
+
+    def compute_rewards(self, batch: CreditBatch) -> Tensor:
+        """Hook: the M1 reward r_t of each behaviour of the round, ``[N]`` float64 in flattening order.
+
+        Default: the assigner's (GAE over the turn-level TD errors, or their undivided sum with
+        ``decompose=False``)."""
+        return self.credit.compute_rewards(batch)
+
+    def compute_advantages(self, batch: CreditBatch, rewards: Tensor) -> Tensor:
+        """Hook: the advantages ``[N]`` float64, given the ``[N]`` rewards of :meth:`compute_rewards`.
+
+        Default: the assigner's (the configured ``mode``, standardised per (game, role) where it applies).
+        ``batch.baselines`` holds the (game, role) EMA baselines, read before this round updates them."""
+        return self.credit.compute_advantages(batch, rewards)
+
+    def compute_weights(self, batch: CreditBatch) -> Tensor:
+        """Hook: the M2 weights ``[N]`` float64. Default: the assigner's (the configured ``weighting`` over the
+        rolling window, which already counts this round; mean 1 within ``weight_clip``)."""
+        return self.credit.compute_weights(batch)
+
+    def compute_targets(self, batch: CreditBatch) -> Tensor:
+        """Hook: the utility head's regression targets ``[N]`` float64. Default: the assigner's
+        (``utility_target``: the return-to-go, or the λ-return)."""
+        return self.credit.compute_targets(batch)
 
     @property
     def pad_id(self) -> int:

@@ -1,7 +1,7 @@
 """Rollout rounds on disk: one Arrow dataset folder per round, read back for replay.
 
-A round (``list[BehaviorSample]``) is saved with the ``datasets`` library as ``directory/round_{i:06d}``:
-one column per field of :class:`~maro_lightning.credit.BehaviorSample` (derived from the dataclass, so a new
+A round (``list[BehaviourSample]``) is saved with the ``datasets`` library as ``directory/round_{i:06d}``:
+one column per field of :class:`~maro_lightning.credit.BehaviourSample` (derived from the dataclass, so a new
 field is stored without touching this module), tensors as lists (None stays None), and a ``maro_round.json``
 beside the Arrow files holding ``{"version": 1, "round": i, "rows": n, "tokenizer": fingerprint}`` (the
 fingerprint of the tokenizer whose ids the round holds, :func:`tokenizer_fingerprint`; None when not given).
@@ -41,7 +41,7 @@ from typing import get_type_hints
 import torch
 from torch import Tensor
 
-from maro_lightning.credit import BehaviorSample
+from maro_lightning.credit import BehaviourSample
 
 FORMAT_VERSION = 1
 META_FILE = "maro_round.json"
@@ -50,7 +50,7 @@ _SCALARS = {str: "string", int: "int64", float: "float64", bool: "bool"}  # Pyth
 
 
 def save_round(
-    samples: Sequence[BehaviorSample],
+    samples: Sequence[BehaviourSample],
     directory: str | Path,
     round_index: int,
     overwrite: bool = False,
@@ -88,7 +88,7 @@ def save_round(
     return final
 
 
-def load_round(path: str | Path) -> list[BehaviorSample]:
+def load_round(path: str | Path) -> list[BehaviourSample]:
     """Read a round saved by :func:`save_round`: tensors come back as int64 ids and float32 log-probs, None
     where they were None.
 
@@ -244,7 +244,7 @@ def round_paths(directory: str | Path) -> list[Path]:
     return sorted(paths, key=_round_index)
 
 
-def load_rounds(directory: str | Path) -> Iterator[tuple[int, list[BehaviorSample]]]:
+def load_rounds(directory: str | Path) -> Iterator[tuple[int, list[BehaviourSample]]]:
     """Lazily yield ``(round index, samples)`` for every round of ``directory``, in round order.
 
     The folders are listed now (so a missing directory fails at the call), each round is read when its turn
@@ -277,12 +277,12 @@ def _quiet(datasets: ModuleType) -> Iterator[None]:
 @cache
 def _field_types() -> dict[str, type]:
     """Field name -> its Python type, ``X | None`` unwrapped to ``X`` (Tensor for the tensor fields)."""
-    hints = get_type_hints(BehaviorSample)
+    hints = get_type_hints(BehaviourSample)
     types = {}
-    for f in fields(BehaviorSample):
+    for f in fields(BehaviourSample):
         args = [a for a in get_args(hints[f.name]) or (hints[f.name],) if a is not type(None)]
         if len(args) != 1 or not (args[0] is Tensor or args[0] in _SCALARS):
-            raise TypeError(f"BehaviorSample.{f.name}: persistence cannot store type {hints[f.name]}")
+            raise TypeError(f"BehaviourSample.{f.name}: persistence cannot store type {hints[f.name]}")
         types[f.name] = args[0]
     return types
 
@@ -301,7 +301,7 @@ def _features(datasets: ModuleType) -> Any:
     return datasets.Features(features)
 
 
-def _columns(samples: Sequence[BehaviorSample]) -> dict[str, list[Any]]:
+def _columns(samples: Sequence[BehaviourSample]) -> dict[str, list[Any]]:
     """Field name -> [N] Python values (tensors as lists, None kept)."""
     types = _field_types()
     return {
@@ -358,24 +358,24 @@ def _read_meta(path: Path) -> dict[str, Any]:
 
 
 def _check_columns(path: Path, names: Sequence[str]) -> None:
-    """Fail unless the stored columns are exactly BehaviorSample's fields."""
+    """Fail unless the stored columns are exactly BehaviourSample's fields."""
     expected = list(_field_types())
     missing = [n for n in expected if n not in names]
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
     unknown = [n for n in names if n not in expected]
     if unknown:
-        raise ValueError(f"{path}: unknown column(s) {', '.join(unknown)} (written by a newer BehaviorSample?)")
+        raise ValueError(f"{path}: unknown column(s) {', '.join(unknown)} (written by a newer BehaviourSample?)")
 
 
-def _sample(columns: dict[str, list[Any]], row: int) -> BehaviorSample:
-    """Row ``row`` of the columns as a BehaviorSample, lists back to tensors."""
+def _sample(columns: dict[str, list[Any]], row: int) -> BehaviourSample:
+    """Row ``row`` of the columns as a BehaviourSample, lists back to tensors."""
     values = {}
     for name, kind in _field_types().items():
         value = columns[name][row]
         tensor = kind is Tensor and value is not None
         values[name] = torch.tensor(value, dtype=_tensor_dtype(name)) if tensor else value  # [P] or [R]
-    return BehaviorSample(**values)
+    return BehaviourSample(**values)
 
 
 def _round_index(path: Path) -> int:

@@ -63,7 +63,7 @@ def condense(message: str) -> str:
 
 def check_config_files(argv: Sequence[str]) -> None:
     """Every ``-c`` file exists and holds a YAML mapping (an empty file is an error, not the defaults)."""
-    for path in _config_paths(argv):
+    for path in config_paths(argv):
         file = Path(path)
         if not file.is_file():
             raise ValueError(f"-c {path}: no such config file")
@@ -77,7 +77,8 @@ def check_config_files(argv: Sequence[str]) -> None:
             raise ValueError(f"-c {path}: a config file is a YAML mapping of sections, got a {type(content).__name__}")
 
 
-def _config_paths(argv: Sequence[str]) -> list[str]:
+def config_paths(argv: Sequence[str]) -> list[str]:
+    """The ``-c`` / ``--config`` files of a command line, in order."""
     paths = []
     for index, arg in enumerate(argv):
         if arg in ("-c", "--config") and index + 1 < len(argv):

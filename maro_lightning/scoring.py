@@ -4,7 +4,7 @@ One no-grad forward of the policy trunk over every policy behaviour's prompt + r
 log-probs of the response tokens (through ``maro_kernels.selective_logprobs``: no ``[tokens × vocab]``
 tensor) and the hidden states the utility head reads for V (last prompt token) and Q (last response
 token); with a frozen reference, a second forward gives the reference log-probs of the KL term. The
-credit assigner then turns episodes, V and Q into :class:`BehaviorSample` rows, over the whole round of
+credit assigner then turns episodes, V and Q into :class:`BehaviourSample` rows, over the whole round of
 every rank when training is distributed (so that its baselines and role counts agree on every rank).
 """
 
@@ -19,8 +19,9 @@ from torch import Tensor
 from transformers import PreTrainedModel
 
 from maro_kernels import selective_logprobs
-from maro_lightning.credit import BehaviorSample
+from maro_lightning.credit import BehaviourSample
 from maro_lightning.credit import CreditAssigner
+from maro_lightning.credit import CreditHooks
 from maro_lightning.credit import Episode
 from maro_lightning.credit import flatten
 from maro_lightning.models import UtilityHead
@@ -51,7 +52,7 @@ class ScoredRound:
     old_logprobs: list[Tensor | None]
     ref_logprobs: list[Tensor] | None = None
 
-    def attach(self, samples: list[BehaviorSample]) -> list[BehaviorSample]:
+    def attach(self, samples: list[BehaviourSample]) -> list[BehaviourSample]:
         """Put the token ids and log-probs on the credited samples of this round (same order)."""
         refs = self.ref_logprobs or [None] * len(samples)
         for sample, (prompt, response), old, ref in zip(samples, self.pairs, self.old_logprobs, refs, strict=True):
@@ -112,18 +113,19 @@ def credit_round(
     scored: ScoredRound,
     gather: Callable[[Any], list[Any]] | None = None,
     rank: int = 0,
-) -> list[BehaviorSample]:
-    """Credit a scored round and attach its tensors.
+    hooks: CreditHooks | None = None,
+) -> list[BehaviourSample]:
+    """Credit a scored round and attach its tensors; ``hooks`` as in :meth:`CreditAssigner.assign`.
 
     With ``gather`` (an all-gather of Python objects over the ranks, e.g. ``all_gather_object``), every rank
     assigns credit over the episodes of all ranks, so the assigner's state (EMA baselines, rolling role
     counts) and the per-role advantage normalisation are the same everywhere; each rank keeps its own rows.
     """
     if gather is None:
-        return scored.attach(assigner.assign(scored.episodes, scored.values, scored.q_values))
+        return scored.attach(assigner.assign(scored.episodes, scored.values, scored.q_values, hooks))
     parts = gather((scored.episodes, scored.values, scored.q_values))
     episodes = [e for part in parts for e in part[0]]
-    samples = assigner.assign(episodes, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]))
+    samples = assigner.assign(episodes, torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]), hooks)
     start = sum(len(p[1]) for p in parts[:rank])
     return scored.attach(samples[start : start + len(scored.values)])
 

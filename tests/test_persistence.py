@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from maro_lightning.credit import BehaviorSample
+from maro_lightning.credit import BehaviourSample
 from maro_lightning.persistence import META_FILE
 from maro_lightning.persistence import load_round
 from maro_lightning.persistence import load_rounds
@@ -30,9 +30,9 @@ def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def sample(
     turn: int = 0, *, tensors: bool = True, prompt: str | None = "you are player 0", **changes
-) -> BehaviorSample:
+) -> BehaviourSample:
     """A behaviour sample with distinct values per field; ``tensors`` fills the four tensor fields."""
-    base = BehaviorSample(
+    base = BehaviourSample(
         episode_id=f"mafia/{turn}",
         game="mafia",
         seed=12345 + turn,
@@ -65,11 +65,11 @@ def sample(
     return replace(base, **changes)
 
 
-def assert_same(actual: list[BehaviorSample], expected: list[BehaviorSample]) -> None:
+def assert_same(actual: list[BehaviourSample], expected: list[BehaviourSample]) -> None:
     """Field-by-field equality: tensors by value, dtype and shape, the rest by ==."""
     assert len(actual) == len(expected)
     for a, e in zip(actual, expected, strict=True):
-        for f in fields(BehaviorSample):
+        for f in fields(BehaviourSample):
             got, want = getattr(a, f.name), getattr(e, f.name)
             if isinstance(want, torch.Tensor):
                 assert isinstance(got, torch.Tensor), f.name

@@ -6,7 +6,7 @@ Plain torch, no Lightning: the module's scorer calls it once per rollout round.
     episodes = [Episode.from_env(env, policy_players={0}, prompts=prompts) for env in envs]
     for episode, behaviour in flatten(episodes):               # the order of V, Q and the samples
         ...                                                    # tokenise prompt + raw, score V_t and Q_t
-    samples = assigner.assign(episodes, values, q_values)      # list[BehaviorSample]
+    samples = assigner.assign(episodes, values, q_values)      # list[BehaviourSample]
 
 Importing the package registers the advantage modes ("maro", "outcome", "role_baseline") and the
 weighting modes ("none", "role", "role_success").
@@ -22,9 +22,11 @@ from maro_lightning.credit.advantages import register_advantage
 from maro_lightning.credit.advantages import returns_to_go
 from maro_lightning.credit.advantages import td_errors
 from maro_lightning.credit.assigner import CreditAssigner
+from maro_lightning.credit.assigner import CreditHooks
 from maro_lightning.credit.config import CreditConfig
 from maro_lightning.credit.episode import BehaviorSample
 from maro_lightning.credit.episode import Behaviour
+from maro_lightning.credit.episode import BehaviourSample
 from maro_lightning.credit.episode import CreditBatch
 from maro_lightning.credit.episode import Episode
 from maro_lightning.credit.episode import flatten
@@ -36,9 +38,11 @@ from maro_lightning.credit.weights import weighting_modes
 
 __all__ = [
     "AdvantageMode",
-    "BehaviorSample",
     "Behaviour",
+    "BehaviourSample",
+    "BehaviorSample",
     "CreditAssigner",
+    "CreditHooks",
     "CreditBatch",
     "CreditConfig",
     "Episode",

@@ -1,8 +1,10 @@
-"""The ``CreditAssigner``: finished episodes and utility estimates in, :class:`BehaviorSample` rows out.
+"""The ``CreditAssigner``: finished episodes and utility estimates in, :class:`BehaviourSample` rows out.
 
 It holds the configuration and the state that outlives a round (SPIRAL's EMA baselines and M2's rolling
 counts). Its ``behaviour_rewards`` and ``compute_*`` methods are the hooks a subclass overrides for a new
-reward scheme (one level deep); ``assign`` is fixed.
+reward scheme (one level deep); ``assign`` is fixed. ``assign(..., hooks=obj)`` calls ``obj``'s hooks instead:
+that is how a :class:`~maro_lightning.module.MaroModule` subclass overrides them, its defaults calling the
+assigner's.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -23,8 +26,8 @@ from maro_lightning.credit.advantages import group_mean
 from maro_lightning.credit.advantages import normalize_per_role
 from maro_lightning.credit.advantages import returns_to_go
 from maro_lightning.credit.config import CreditConfig
-from maro_lightning.credit.episode import BehaviorSample
 from maro_lightning.credit.episode import Behaviour
+from maro_lightning.credit.episode import BehaviourSample
 from maro_lightning.credit.episode import CreditBatch
 from maro_lightning.credit.episode import Episode
 from maro_lightning.credit.episode import flatten
@@ -34,6 +37,28 @@ from maro_lightning.credit.weights import cell_label
 from maro_lightning.credit.weights import weighting
 
 STATE_VERSION = 1
+
+
+class CreditHooks(Protocol):
+    """The five hooks of credit assignment, in the order ``assign`` calls them; every tensor is float64.
+
+    ``CreditAssigner`` implements them (the defaults) and so does ``MaroModule`` (calling its assigner's).
+    """
+
+    def behaviour_rewards(self, episode: Episode, player: int) -> Tensor:
+        """``[T]``: the immediate reward of each of ``player``'s T behaviours."""
+
+    def compute_rewards(self, batch: CreditBatch) -> Tensor:
+        """``[N]``: the M1 reward of each behaviour, in flattening order."""
+
+    def compute_advantages(self, batch: CreditBatch, rewards: Tensor) -> Tensor:
+        """``[N]``: the advantages, given the ``[N]`` rewards."""
+
+    def compute_targets(self, batch: CreditBatch) -> Tensor:
+        """``[N]``: the utility head's regression targets."""
+
+    def compute_weights(self, batch: CreditBatch) -> Tensor:
+        """``[N]``: the M2 weights (called after the round's counts entered the window)."""
 
 
 class CreditAssigner:
@@ -63,8 +88,12 @@ class CreditAssigner:
 
     # ------------------------------------------------------------------------------------------ fixed entry
     def assign(
-        self, episodes: Iterable[Episode], values: Tensor | None = None, q_values: Tensor | None = None
-    ) -> list[BehaviorSample]:
+        self,
+        episodes: Iterable[Episode],
+        values: Tensor | None = None,
+        q_values: Tensor | None = None,
+        hooks: CreditHooks | None = None,
+    ) -> list[BehaviourSample]:
         """Credit every policy behaviour of one rollout round, and advance the state by one round.
 
         Args:
@@ -72,6 +101,7 @@ class CreditAssigner:
             values: ``[N]`` V_t of every behaviour, in the flattening order of :func:`flatten`
                 (None: zeros, e.g. modes that use no utility head).
             q_values: ``[N]`` Q_t in the same order (None: zeros).
+            hooks: whose hook methods to call (default: this assigner's), e.g. a ``MaroModule``.
 
         Returns:
             N samples in flattening order. A round with no behaviour returns ``[]`` and leaves the state
@@ -81,15 +111,16 @@ class CreditAssigner:
             ValueError: ``values``/``q_values`` have the wrong shape or a non-finite entry (the message
                 names the behaviour), or a hook returned a bad tensor.
         """
-        batch = self.build_batch(tuple(episodes), values, q_values)
+        hooks = self if hooks is None else hooks
+        batch = self.build_batch(tuple(episodes), values, q_values, hooks)
         if batch.size == 0:
             return []
         batch = self._start_new_baselines(batch)
-        rewards = _checked("compute_rewards", self.compute_rewards(batch), batch.size)
-        advantages = _checked("compute_advantages", self.compute_advantages(batch, rewards), batch.size)
-        targets = _checked("compute_targets", self.compute_targets(batch), batch.size)
+        rewards = _checked("compute_rewards", hooks.compute_rewards(batch), batch.size)
+        advantages = _checked("compute_advantages", hooks.compute_advantages(batch, rewards), batch.size)
+        targets = _checked("compute_targets", hooks.compute_targets(batch), batch.size)
         self.counts.push(_fine_counts(batch))  # the window includes this round: every sample's cell has a count
-        weights = _checked("compute_weights", self.compute_weights(batch), batch.size)
+        weights = _checked("compute_weights", hooks.compute_weights(batch), batch.size)
         self._update_baselines(batch)  # after the advantages read them (SPIRAL: read before update)
         return _samples(batch, rewards, weights, advantages, targets)
 
@@ -137,8 +168,16 @@ class CreditAssigner:
         return batch.values + gae(batch, self.config.lam, self.config.gamma)
 
     # ------------------------------------------------------------------------------------ building a round
-    def build_batch(self, episodes: tuple[Episode, ...], values: Tensor | None, q_values: Tensor | None) -> CreditBatch:
-        """The round as flat tensors (see :class:`CreditBatch`); validates the utility estimates."""
+    def build_batch(
+        self,
+        episodes: tuple[Episode, ...],
+        values: Tensor | None,
+        q_values: Tensor | None,
+        hooks: CreditHooks | None = None,
+    ) -> CreditBatch:
+        """The round as flat tensors (see :class:`CreditBatch`); validates the utility estimates. The immediate
+        rewards come from ``hooks.behaviour_rewards`` (default: this assigner's)."""
+        hooks = self if hooks is None else hooks
         rows = flatten(episodes)
         agents = [(e, p) for e in episodes for p in e.behaviours]
         sizes = torch.tensor([len(e.behaviours[p]) for e, p in agents], dtype=torch.int64)
@@ -159,14 +198,9 @@ class CreditAssigner:
             success=torch.tensor([bool(e.outcome.success[b.player]) for e, b in rows], dtype=torch.bool),
             values=_estimates("values", values, rows),
             q_values=_estimates("q_values", q_values, rows),
-            turn_rewards=torch.cat([self._checked_rewards(e, p) for e, p in agents] or [_floats([])]),
+            turn_rewards=torch.cat([_checked_rewards(hooks, e, p) for e, p in agents] or [_floats([])]),
             baselines=_floats([self.baselines.get((e.game, b.role), 0.0) for e, b in rows]),
         )
-
-    def _checked_rewards(self, episode: Episode, player: int) -> Tensor:
-        rewards = self.behaviour_rewards(episode, player)
-        where = f"behaviour_rewards(episode {episode.episode_id}, player {player})"
-        return _checked(where, rewards, len(episode.behaviours[player]))
 
     # ------------------------------------------------------------------------------------------------ state
     def _start_new_baselines(self, batch: CreditBatch) -> CreditBatch:
@@ -247,6 +281,12 @@ def _estimates(name: str, estimates: Tensor | None, rows: list[tuple[Episode, Be
     return estimates
 
 
+def _checked_rewards(hooks: CreditHooks, episode: Episode, player: int) -> Tensor:
+    rewards = hooks.behaviour_rewards(episode, player)
+    where = f"behaviour_rewards(episode {episode.episode_id}, player {player})"
+    return _checked(where, rewards, len(episode.behaviours[player]))
+
+
 def _checked(where: str, x: Tensor, n: int) -> Tensor:
     """A hook's output must be ``[n]`` and finite; returned as float64."""
     if not isinstance(x, Tensor) or x.shape != (n,):
@@ -268,7 +308,7 @@ def _fine_counts(batch: CreditBatch) -> Counter[tuple[str, str, bool]]:
 
 def _samples(
     batch: CreditBatch, rewards: Tensor, weights: Tensor, advantages: Tensor, targets: Tensor
-) -> list[BehaviorSample]:
+) -> list[BehaviourSample]:
     """One row per behaviour, in flattening order; the [N] tensors become Python scalars."""
     columns = {
         "step": batch.step,
@@ -285,7 +325,7 @@ def _samples(
     }
     lists = {name: column.tolist() for name, column in columns.items()}
     return [
-        BehaviorSample(
+        BehaviourSample(
             episode_id=e.episode_id,
             game=e.game,
             seed=e.seed,

@@ -12,9 +12,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import asdict
 from dataclasses import dataclass
-from dataclasses import field
 from itertools import pairwise
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -25,33 +23,17 @@ from maro_lightning.envs.base import Turn
 
 
 @dataclass(frozen=True)
-class Behaviour:
+class Behaviour(Turn):
     """One behaviour: a logged :class:`~maro_lightning.envs.Turn` (valid or not) and the prompt it answered.
 
-    Invalid attempts are behaviours too: the model wrote them, so they get credit like any other.
+    Invalid attempts are behaviours too: the model wrote them, so they get credit like any other. The fields
+    are the turn's (``index`` in ``env.turns``, ``player``, ``role``, ``phase``, ``raw`` (the text to train on),
+    ``public``, ``action``, ``valid``, ``info``) plus:
 
     Attributes:
-        index: the turn's index in ``env.turns`` (game-wide order).
-        player: who acted.
-        role: the player's role.
-        phase: the game's phase when it acted.
-        raw: the model's text verbatim (``<think>`` included): the response to train on.
-        public: what the other players were shown ("" for an invalid attempt).
-        action: canonical form of the applied action, None if nothing was applied.
-        valid: whether the text parsed into a legal action.
-        info: the game's features of the behaviour (offer value, vote correctness, ``invalid_reason``, ...).
         prompt: the observation text the player saw, filled by the rollout (None when unknown).
     """
 
-    index: int
-    player: int
-    role: str
-    phase: str
-    raw: str
-    public: str
-    action: str | None
-    valid: bool
-    info: Mapping[str, Any] = field(default_factory=dict)
     prompt: str | None = None
 
     @classmethod
@@ -154,7 +136,7 @@ def flatten(episodes: Sequence[Episode]) -> list[tuple[Episode, Behaviour]]:
 
 
 @dataclass
-class BehaviorSample:
+class BehaviourSample:
     """One training row per policy behaviour (docs/design.md#behaviour-samples); what the buffer stores and replays.
 
     The credit fields are filled by :class:`~maro_lightning.credit.CreditAssigner`; the tensor fields by
@@ -212,6 +194,10 @@ class BehaviorSample:
     response_ids: Tensor | None = None
     old_logprobs: Tensor | None = None
     ref_logprobs: Tensor | None = None
+
+
+BehaviorSample = BehaviourSample
+"""The American spelling of :class:`BehaviourSample`, kept as an alias."""
 
 
 @dataclass(frozen=True)

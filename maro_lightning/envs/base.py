@@ -43,9 +43,9 @@ class Action:
     value: Any = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Turn:
-    """One behaviour: a single call of :meth:`SocialEnv.step`, valid or not.
+    """One behaviour: a single call of :meth:`SocialEnv.step`, valid or not (a logged record: frozen).
 
     ``raw`` is the model's text verbatim (private: it keeps ``<think>``); ``public`` is what the other
     players allowed to see it were shown ("" for an invalid attempt); ``action`` is the canonical

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from maro_lightning.credit import BehaviorSample
+from maro_lightning.credit import BehaviourSample
 from maro_lightning.credit import CreditAssigner
 from maro_lightning.credit import CreditConfig
 from maro_lightning.credit import Episode
@@ -16,7 +16,7 @@ from maro_lightning.credit import flatten
 def test_samples_carry_every_field_in_flattening_order(mafia_round):
     episodes, values, q_values = mafia_round
     samples = CreditAssigner(CreditConfig(lam=0.5)).assign(episodes, values, q_values)
-    assert len(samples) == 11 and all(isinstance(s, BehaviorSample) for s in samples)
+    assert len(samples) == 11 and all(isinstance(s, BehaviourSample) for s in samples)
     assert [(s.episode_id, s.player, s.turn) for s in samples] == [
         (e.episode_id, b.player, b.index) for e, b in flatten(episodes)
     ]

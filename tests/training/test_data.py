@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from maro_lightning.credit import BehaviorSample
+from maro_lightning.credit import BehaviourSample
 from maro_lightning.data import TrajectoryBatch
 from maro_lightning.data import TrajectoryDataModule
 from maro_lightning.data import batch_plan
@@ -31,10 +31,10 @@ def sample(
     old: bool = True,
     ref: bool = False,
     episode_id: str = "bazaar/1",
-) -> BehaviorSample:
+) -> BehaviourSample:
     """A scored behaviour built by hand (no game, no model); ids >= 1 so that padding (0) is recognisable."""
     n = len(response or [])
-    return BehaviorSample(
+    return BehaviourSample(
         episode_id=episode_id,
         game=game,
         seed=1,
@@ -62,7 +62,7 @@ def sample(
     )
 
 
-def rows(n: int, **kwargs) -> list[BehaviorSample]:
+def rows(n: int, **kwargs) -> list[BehaviourSample]:
     """``n`` samples with distinct ids and lengths."""
     return [sample(list(range(1, 2 + i % 3)), [10 + i] * (1 + i % 4), advantage=i / n, **kwargs) for i in range(n)]
 
