@@ -105,4 +105,7 @@ def _decorate(ax: plt.Axes, title: str, warm_start_end: float | None) -> None:
     ax.grid(alpha=0.3)
     if warm_start_end is not None:
         ax.axvline(warm_start_end, color="grey", linestyle="--", linewidth=1)
-        ax.text(warm_start_end, 1.0, " RL", transform=ax.get_xaxis_transform(), va="top", fontsize=8, color="grey")
+        transform = ax.get_xaxis_transform()  # x in data, y in axes fraction
+        ax.text(warm_start_end, 0.99, "cloning ", transform=transform, ha="right", va="top",
+                fontsize=8, color="grey")  # fmt: skip
+        ax.text(warm_start_end, 0.99, " RL", transform=transform, va="top", fontsize=8, color="grey")
