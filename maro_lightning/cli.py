@@ -44,6 +44,7 @@ def main(args: Sequence[str] | None = None) -> int:
 
 def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
     """``fit``/``validate``/``test`` through LightningCLI; without ``-c``, the demo config is the default."""
+    from jsonargparse import set_parsing_settings
     from lightning.pytorch.cli import LightningCLI  # heavy: only for the training commands
 
     from maro_lightning import imports
@@ -125,6 +126,7 @@ def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
     except (ImportError, ValueError) as err:
         sys.stderr.write(f"maro {argv[0]}: error: {err}\n")
         return 2
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)  # the config dataclasses' docs in --help
     MaroCLI(
         MaroModule,
         TrajectoryDataModule,

@@ -30,6 +30,7 @@ from lightning.pytorch.cli import LRSchedulerCallable
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
+from maro_kernels import IMPLS
 from maro_kernels import fused_pg_loss
 from maro_lightning import distributed
 from maro_lightning.credit import BehaviourSample
@@ -87,14 +88,17 @@ class LossConfig:
     optimizer steps were skipped: a run that drops most of its updates is not training."""
     skip_window: int = 20
     """Optimizer steps over which ``max_skipped_fraction`` is counted."""
-    impl: str = "auto"
-    """The fused loss implementation: auto (Triton on CUDA, else chunked), triton, chunked or reference."""
+    impl: Literal["auto", "triton", "chunked", "reference"] = "auto"
+    """The fused loss implementation (docs/kernels.md): auto (Triton on CUDA, else chunked), triton, chunked or
+    reference. Checked when the config is parsed."""
 
     def __post_init__(self) -> None:
         if not (0 <= self.clip_low < 1 and self.clip_high >= 0 and self.beta >= 0 and self.utility_coef >= 0):
             raise ValueError(f"bad loss config {self}: need 0 <= clip_low < 1, clip_high >= 0, beta >= 0, coef >= 0")
         if self.aggregation not in ("token_mean", "sequence_mean") or self.on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"bad loss config {self}: aggregation token_mean|sequence_mean, on_nonfinite raise|skip")
+        if self.impl not in IMPLS:
+            raise ValueError(f"bad loss config {self}: impl must be one of {', '.join(IMPLS)}")
         if not 0 <= self.max_skipped_fraction <= 1 or self.skip_window < 1:
             raise ValueError(f"bad loss config {self}: need 0 <= max_skipped_fraction <= 1 and skip_window >= 1")
 

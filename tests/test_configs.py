@@ -11,7 +11,7 @@ import yaml
 from maro_lightning.cli import DEMO_CONFIG
 from maro_lightning.cli import main
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))  # configs/**: every YAML
 
 
 @pytest.fixture(autouse=True)
@@ -57,12 +57,24 @@ def print_config(*args: str) -> None:
     assert exit_info.value.code in (0, None)
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(CONFIGS[0].parents[0]).as_posix())
 def test_every_config_parses(path, capsys):
     print_config("-c", str(path))
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["class_path"] == "maro_lightning.module.MaroModule"
     assert printed["trainer"]["default_root_dir"] == f"runs/{path.stem}"  # relative: runs land in the cwd
+
+
+def test_help_shows_the_config_dataclasses_attribute_docstrings(capsys):
+    """Every field of a config dataclass is documented in its attribute docstring; --help prints it."""
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.credit.help", "CreditConfig"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--credit.lam LAM GAE λ of the M1 decomposition (Schulman et al. 2015" in help_text
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.help", "MaroModule", "--model.loss.help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--model.loss.impl {auto,triton,chunked,reference} The fused loss implementation" in help_text
 
 
 def test_fit_without_a_config_uses_the_demo(capsys):
@@ -93,8 +105,12 @@ def test_the_gpu_config_builds_its_fsdp_wrap_policy():
     ("edit", "message"),
     [
         (
-            ("beta: 0.05", "beta: 0.05\n      aggregation: mean"),
+            ("    loss:\n", "    loss:\n      aggregation: mean\n"),
             "Expected a typing.Literal['token_mean', 'sequence_mean']",
+        ),
+        (
+            ("    loss:\n", "    loss:\n      impl: chunk\n"),
+            "Expected a typing.Literal['auto', 'triton', 'chunked', 'reference']",
         ),
         (("max_new_tokens: 16", "max_new_token: 16"), "Option 'max_new_token' is not accepted"),
         (("weighting: role", "weighting: [role]"), "Parser key \"model.credit.weighting\": Expected a <class 'str'>"),
@@ -103,7 +119,7 @@ def test_the_gpu_config_builds_its_fsdp_wrap_policy():
             "Parser key \"trainer.callbacks.games.learner_players\": Expected a <class 'list'>",
         ),
     ],
-    ids=["loss_aggregation", "typo_key", "wrong_type", "game_entry_type"],
+    ids=["loss_aggregation", "loss_impl", "typo_key", "wrong_type", "game_entry_type"],
 )
 def test_a_bad_value_fails_at_parse_time(tmp_path, capsys, edit, message):
     """One line on stderr, the innermost key first (not jsonargparse's usage text and tree of Union subtypes)."""
