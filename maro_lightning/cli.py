@@ -21,7 +21,15 @@ from typing import Any
 
 from maro_lightning import envs
 
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+
+def _demo_config() -> Path:
+    """configs/demo.yaml: beside the package when installed from a wheel (package data ``maro_lightning.configs``),
+    at the top of the source tree in a checkout or an editable install."""
+    installed = Path(__file__).resolve().parent / "configs" / "demo.yaml"
+    return installed if installed.is_file() else Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+
+
+DEMO_CONFIG = _demo_config()
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 POLICY_SEAT = "policy"
 
