@@ -115,7 +115,7 @@ def test_the_gpu_config_builds_its_fsdp_wrap_policy():
         (("max_new_tokens: 16", "max_new_token: 16"), "Option 'max_new_token' is not accepted"),
         (("weighting: role", "weighting: [role]"), "Parser key \"model.credit.weighting\": Expected a <class 'str'>"),
         (
-            ("learner_players: [1]", "learner_players: one"),
+            ("&learner_players [1]", "&learner_players one"),
             "Parser key \"trainer.callbacks.games.learner_players\": Expected a <class 'list'>",
         ),
     ],
@@ -172,15 +172,15 @@ BAD_AT_START = {  # a value that parses but cannot run: (edit of the demo config
         "bad config: bazaar: opponents {'linear': 0.0} are all weight 0",
     ),
     "learner_out_of_range": (
-        ("learner_players: [1]", "learner_players: [5]"),
+        ("&learner_players [1]", "&learner_players [5]"),
         "bad config: bazaar: learner_players [5] must be a non-empty list of players [0, 1]",
     ),
     "learner_empty": (
-        ("learner_players: [1]", "learner_players: []"),
+        ("&learner_players [1]", "&learner_players []"),
         "bad config: bazaar: learner_players [] must be a non-empty list of players [0, 1]",
     ),
     "ladder_learner_empty": (
-        ("learner_players: {bazaar: [1]}", "learner_players: {bazaar: []}"),
+        ("{bazaar: *learner_players}", "{bazaar: []}"),
         "bad config: bazaar: learner_players is empty",
     ),
     "unknown_corpus_game": (
@@ -196,15 +196,15 @@ BAD_AT_START = {  # a value that parses but cannot run: (edit of the demo config
         "bad config: policy='./no/such/model': no such local folder",
     ),
     "fractional_option": (
-        ("[100, 100]}\n            opponents", "[100, 100], max_messages: 2.5}\n            opponents"),
+        ("&listing_range [100, 100]}", "&listing_range [100, 100], max_messages: 2.5}"),
         "bad config: bazaar option max_messages must be a whole number, got 2.5",
     ),
     "infinite_reward": (
-        ("[100, 100]}\n            opponents", "[100, 100], no_deal_reward: .inf}\n            opponents"),
+        ("&listing_range [100, 100]}", "&listing_range [100, 100], no_deal_reward: .inf}"),
         "bad config: bazaar option no_deal_reward must be a finite number",
     ),
     "huge_listing": (
-        ("[100, 100]}\n            opponents", "[1.0e+308, 1.0e+308]}\n            opponents"),
+        ("&listing_range [100, 100]}", "&listing_range [1.0e+308, 1.0e+308]}"),
         "bad config: bazaar option listing_range[0] must be a whole number, got 1e+308",
     ),
     "replay_with_simulation": (
