@@ -128,13 +128,15 @@ class CreditAssigner:
     def behaviour_rewards(self, episode: Episode, player: int) -> Tensor:
         """Hook: the immediate rewards ρ_t of ``player``'s T behaviours, ``[T]`` float64.
 
-        Default: the outcome z_i on the last behaviour, 0 before. Override to shape rewards from the
-        behaviours (``episode.behaviours[player][t].info``); every mode then uses them (M1 through
-        ``δ_t``, the baselines through ``R_i = Σ_t ρ_t``).
+        Default: the outcome z_i on the last behaviour, 0 before, minus ``config.invalid_penalty`` on every
+        invalid behaviour. Override to shape rewards from the behaviours (``episode.behaviours[player][t].info``);
+        every mode then uses them (M1 through ``δ_t``, the baselines through ``R_i = Σ_t ρ_t``).
         """
-        rewards = torch.zeros(len(episode.behaviours[player]), dtype=torch.float64)
+        behaviours = episode.behaviours[player]
+        rewards = torch.zeros(len(behaviours), dtype=torch.float64)
         rewards[-1] = episode.outcome.rewards[player]
-        return rewards
+        invalid = torch.tensor([not b.valid for b in behaviours], dtype=torch.float64)
+        return rewards - self.config.invalid_penalty * invalid
 
     def compute_rewards(self, batch: CreditBatch) -> Tensor:
         """Hook: the M1 reward r_t of each behaviour, ``[N]`` float64 (GAE over turn-level TD errors)."""

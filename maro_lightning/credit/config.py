@@ -61,7 +61,13 @@ class CreditConfig:
     """What the utility head regresses at V and Q: the return-to-go (= z_i without shaping) or the
     λ-return ``V_t + r_t``."""
 
+    invalid_penalty: float = 0.0
+    """Subtracted from the immediate reward ρ_t of every invalid behaviour (an unparseable or illegal action,
+    retries included): a format cost, in the spirit of SPIRAL's forfeit for invalid moves (arXiv 2506.24119), so
+    that stalling through invalid actions is never free. 0: no cost."""
+
     def __post_init__(self) -> None:
+        _check(self.invalid_penalty >= 0.0, f"invalid_penalty must be >= 0, got {self.invalid_penalty}")
         switched_off = [name for name in ("decompose", "use_utility") if not getattr(self, name)]
         _check(
             not switched_off or self.mode not in MODES_WITHOUT_M1_M3,
