@@ -20,7 +20,6 @@ from collections import defaultdict
 from collections import deque
 from collections.abc import Iterator
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from typing import Literal
@@ -29,127 +28,23 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import Tensor
 from torch.utils.data import DataLoader
 from torch.utils.data import IterableDataset
 
 from maro_lightning import distributed
 from maro_lightning import persistence
+from maro_lightning.batch import StepTotals
+from maro_lightning.batch import TrajectoryBatch
+from maro_lightning.batch import collate
 from maro_lightning.credit import BehaviourSample
 from maro_lightning.errors import ConfigError
 from maro_lightning.evaluation import LadderConfig
 from maro_lightning.evaluation import LadderMatch
 from maro_lightning.evaluation import ladder_matches
-from maro_lightning.scoring import response_positions
+from maro_lightning.models import pad_id
 from maro_lightning.seeding import root_seed
 
 Sampling = Literal["shuffle", "role_balanced"]
-
-
-@dataclass
-class TrajectoryBatch:
-    """B behaviours (prompt + response, right-padded) with their T response tokens, ready for the loss.
-
-    Attributes:
-        input_ids: [B, L] int64, prompt + response, padded on the right.
-        attention_mask: [B, L] int64.
-        token_rows: [T] int64, the row of each response token.
-        token_cols: [T] int64, the position that *predicts* each response token (one before it).
-        targets: [T] int64, the response tokens.
-        advantages: [T] float32, the behaviour's advantage on each of its tokens.
-        token_weights: [T] float32, the behaviour's M2 weight on each of its tokens.
-        old_logprobs: [T] float32 under the rollout policy, or None (on-policy ratio 1: imitation rounds).
-        ref_logprobs: [T] float32 under the frozen reference, or None.
-        prompt_last: [B] int64, position of the last prompt token (V is read there).
-        response_last: [B] int64, position of the last response token (Q).
-        utility_targets: [B] float32, what the utility head regresses.
-        weights: [B] float32, the M2 weights.
-        response_lengths: [B] int64.
-        keys: B labels ``"game/role"``.
-        rewards: [B] float32, the outcome z of the behaving player.
-        success: [B] bool.
-        valid: [B] bool, whether the behaviour was a legal action.
-        step_totals: [3] float64, (response tokens, behaviours, sum of M2 weights) of the whole optimizer step
-            this batch belongs to: all its micro-batches, on all ranks (``collate`` gives the batch's own; the
-            data module the step's). The loss divides by these, so that gradient accumulation and data
-            parallelism give the gradient of one big batch.
-    """
-
-    input_ids: Tensor
-    attention_mask: Tensor
-    token_rows: Tensor
-    token_cols: Tensor
-    targets: Tensor
-    advantages: Tensor
-    token_weights: Tensor
-    old_logprobs: Tensor | None
-    ref_logprobs: Tensor | None
-    prompt_last: Tensor
-    response_last: Tensor
-    utility_targets: Tensor
-    weights: Tensor
-    response_lengths: Tensor
-    keys: list[str]
-    rewards: Tensor
-    success: Tensor
-    valid: Tensor
-    step_totals: Tensor
-
-    @property
-    def size(self) -> int:
-        return self.input_ids.shape[0]
-
-
-def collate(samples: Sequence[BehaviourSample], pad_id: int) -> TrajectoryBatch:
-    """Pad B scored samples into one :class:`TrajectoryBatch`."""
-    missing = [s.episode_id for s in samples if s.prompt_ids is None or s.response_ids is None]
-    if missing or not samples:
-        raise ValueError(f"collate needs scored samples with token ids; unscored: {missing[:3]} of {len(samples)}")
-    pairs = [(s.prompt_ids.tolist(), s.response_ids.tolist()) for s in samples]
-    lengths = torch.tensor([len(p) + len(r) for p, r in pairs])
-    ids = torch.full((len(samples), int(lengths.max())), pad_id, dtype=torch.long)
-    for row, (prompt, response) in enumerate(pairs):
-        ids[row, : lengths[row]] = torch.tensor(prompt + response)
-    response_lengths = torch.tensor([len(r) for _, r in pairs])
-    rows, cols = response_positions(pairs)
-    per_token = lambda name: torch.tensor([getattr(s, name) for s in samples], dtype=torch.float32)[rows]  # noqa: E731
-    return TrajectoryBatch(
-        input_ids=ids,
-        attention_mask=(torch.arange(ids.shape[1]) < lengths[:, None]).long(),
-        token_rows=rows,
-        token_cols=cols,
-        targets=torch.cat([s.response_ids for s in samples]).long(),
-        advantages=per_token("advantage"),
-        token_weights=per_token("weight"),
-        old_logprobs=_tokens(samples, "old_logprobs"),
-        ref_logprobs=_tokens(samples, "ref_logprobs"),
-        prompt_last=torch.tensor([len(p) - 1 for p, _ in pairs]),
-        response_last=lengths - 1,
-        utility_targets=torch.tensor([s.utility_target for s in samples], dtype=torch.float32),
-        weights=torch.tensor([s.weight for s in samples], dtype=torch.float32),
-        response_lengths=response_lengths,
-        keys=[f"{s.game}/{s.role}" for s in samples],
-        rewards=torch.tensor([s.z for s in samples], dtype=torch.float32),
-        success=torch.tensor([s.success for s in samples]),
-        valid=torch.tensor([s.valid for s in samples]),
-        step_totals=_totals(samples),
-    )
-
-
-def _totals(samples: Sequence[BehaviourSample]) -> Tensor:
-    """[3] float64: response tokens, behaviours and the sum of M2 weights of ``samples``."""
-    tokens = sum(len(s.response_ids) for s in samples)
-    return torch.tensor([tokens, len(samples), sum(s.weight for s in samples)], dtype=torch.float64)
-
-
-def _tokens(samples: Sequence[BehaviourSample], name: str) -> Tensor | None:
-    """[T] float32 concatenation of a per-token field, or None when no sample has it; a mix is an error."""
-    values = [getattr(s, name) for s in samples]
-    if all(v is None for v in values):
-        return None
-    if any(v is None for v in values):
-        raise ValueError(f"a batch mixes samples with and without {name}; keep imitation and RL rounds apart")
-    return torch.cat(values).float()
 
 
 def batch_plan(
@@ -249,7 +144,7 @@ class TrajectoryDataModule(L.LightningDataModule):
         self.cursor = 0
         self.rng = random.Random(0)  # re-seeded per rank in setup, before the first round
         self.replay_position = 0  # rounds taken from replay_dir so far
-        self._step_totals: Tensor | None = None  # of the current optimizer step, over all ranks
+        self._step_totals: StepTotals | None = None  # of the current optimizer step, over all ranks
         self._lock = None if persist_dir is None else persistence.DirectoryLock(persist_dir)
         self._replay_tokenizers: dict[Any, str | None] | None = None  # shard -> fingerprint, checked at setup
 
@@ -296,8 +191,8 @@ class TrajectoryDataModule(L.LightningDataModule):
         if self.cursor % k == 0 or self._step_totals is None:  # a new optimizer step (or a resume inside one)
             first = self.cursor - self.cursor % k
             step = [buffer[i] for indices in self.plan[first : first + k] for i in indices]
-            self._step_totals = self._sum_over_ranks(_totals(step))
-        batch = collate([buffer[i] for i in self.plan[self.cursor]], self._pad_id())
+            self._step_totals = self._sum_over_ranks(StepTotals.of(step))
+        batch = collate([buffer[i] for i in self.plan[self.cursor]], pad_id(self.trainer.lightning_module.tokenizer))
         batch.step_totals = self._step_totals
         self.cursor += 1
         return batch
@@ -367,15 +262,11 @@ class TrajectoryDataModule(L.LightningDataModule):
     def _accumulation(self) -> int:
         return self.trainer.accumulate_grad_batches if self.trainer is not None else 1
 
-    def _sum_over_ranks(self, totals: Tensor) -> Tensor:
+    def _sum_over_ranks(self, totals: StepTotals) -> StepTotals:
         if self.trainer is None or self.trainer.world_size == 1:
             return totals
-        summed = self.trainer.strategy.reduce(totals.to(self.trainer.strategy.root_device), reduce_op="sum")
-        return summed.cpu()
-
-    def _pad_id(self) -> int:
-        tokenizer = self.trainer.lightning_module.tokenizer
-        return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        summed = self.trainer.strategy.reduce(totals.as_tensor().to(self.trainer.strategy.root_device), reduce_op="sum")
+        return StepTotals(*summed.cpu().tolist())
 
     # --------------------------------------------------------------------------------------------- loaders
     def train_dataloader(self) -> DataLoader:

@@ -131,6 +131,12 @@ GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")  # 
 MAX_INT_TOKEN = 1000  # every integer 0..1000 is one token (docs/design.md#tiny-model: prices are learnt)
 
 
+def pad_id(tokenizer: PreTrainedTokenizerBase) -> int:
+    """The id that pads a batch: the tokenizer's pad token, else its EOS (many causal LMs define no pad token)."""
+    pad = tokenizer.pad_token_id
+    return pad if pad is not None else tokenizer.eos_token_id
+
+
 def build_tokenizer(corpus: Iterable[str], kind: Literal["word", "byte"] = "word") -> PreTrainedTokenizerFast:
     """A tokenizer built offline, with the tiny chat template.
 

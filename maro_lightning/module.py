@@ -33,12 +33,12 @@ from torch import Tensor
 from maro_kernels import IMPLS
 from maro_kernels import fused_pg_loss
 from maro_lightning import distributed
+from maro_lightning.batch import TrajectoryBatch
 from maro_lightning.credit import BehaviourSample
 from maro_lightning.credit import CreditAssigner
 from maro_lightning.credit import CreditBatch
 from maro_lightning.credit import CreditConfig
 from maro_lightning.credit import Episode
-from maro_lightning.data import TrajectoryBatch
 from maro_lightning.evaluation import LadderMatch
 from maro_lightning.evaluation import invalid_rate
 from maro_lightning.evaluation import ladder_keys
@@ -50,6 +50,7 @@ from maro_lightning.models import UtilityHead
 from maro_lightning.models import build_tiny_model
 from maro_lightning.models import check_policy_name
 from maro_lightning.models import load_policy
+from maro_lightning.models import pad_id
 from maro_lightning.models import tokenizer_from_json
 from maro_lightning.models import tokenizer_to_json
 from maro_lightning.models import trunk_and_head
@@ -290,8 +291,7 @@ class MaroModule(L.LightningModule):
 
     @property
     def pad_id(self) -> int:
-        pad = self.tokenizer.pad_token_id
-        return pad if pad is not None else self.tokenizer.eos_token_id
+        return pad_id(self.tokenizer)
 
     # --------------------------------------------------------------------------------------- training
     def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> Tensor | None:
@@ -317,7 +317,7 @@ class MaroModule(L.LightningModule):
             impl=cfg.impl,
         )
         values, q_values = self.utility_head.behaviour_values(hidden, batch.prompt_last, batch.response_last)
-        step_weight = batch.step_totals[2].item() / self._micro_batches_per_step
+        step_weight = batch.step_totals.weight / self._micro_batches_per_step
         utility_loss = UtilityHead.loss(values, q_values, batch.utility_targets, batch.weights, step_weight)
         loss = pg_loss + cfg.utility_coef * utility_loss
         self._log_step(batch, {"loss": loss, "pg_loss": pg_loss, "utility_loss": utility_loss}, stats, values, q_values)
@@ -333,7 +333,7 @@ class MaroModule(L.LightningModule):
         Lightning divides by the accumulation steps and DDP averages over ranks, the gradient is that of one
         token-mean (or sequence-mean) over the step's batch, however it was split.
         """
-        tokens, behaviours, _ = batch.step_totals.tolist()
+        tokens, behaviours = batch.step_totals.tokens, batch.step_totals.behaviours
         if self.loss_config.aggregation == "token_mean":
             return batch.token_weights, tokens / self._micro_batches_per_step
         lengths = batch.response_lengths[batch.token_rows].to(batch.token_weights.dtype)  # [T]

@@ -19,6 +19,9 @@ from torch import Tensor
 from transformers import PreTrainedModel
 
 from maro_kernels import selective_logprobs
+from maro_lightning.batch import Pair
+from maro_lightning.batch import response_positions
+from maro_lightning.batch import right_pad
 from maro_lightning.credit import BehaviourSample
 from maro_lightning.credit import CreditAssigner
 from maro_lightning.credit import CreditHooks
@@ -27,8 +30,6 @@ from maro_lightning.credit import flatten
 from maro_lightning.models import UtilityHead
 from maro_lightning.models import trunk_and_head
 from maro_lightning.rollout import PlayedGame
-
-Pair = tuple[list[int], list[int]]  # (prompt ids, response ids) of one behaviour
 
 
 @dataclass
@@ -137,24 +138,13 @@ def response_logprobs(
     token log-probs (B tensors ``[R_b]`` fp32, on the CPU)."""
     trunk, weight, bias = trunk_and_head(model)
     device = weight.device
-    lengths = [len(p) + len(r) for p, r in pairs]
-    ids = torch.full((len(pairs), max(lengths)), pad_id, dtype=torch.long)
-    for row, (prompt, response) in enumerate(pairs):
-        ids[row, : lengths[row]] = torch.tensor(prompt + response)
-    mask = (torch.arange(ids.shape[1]) < torch.tensor(lengths)[:, None]).long()
+    ids, mask = right_pad([prompt + response for prompt, response in pairs], pad_id)
     hidden = trunk(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state  # [B, L, H]
     rows, cols = response_positions(pairs)
     targets = torch.cat([torch.tensor(r, dtype=torch.long) for _, r in pairs]).to(device)  # [T]
     picked = hidden[rows.to(device), cols.to(device)]  # [T, H]
     logprobs, _ = selective_logprobs(picked, weight, targets, bias=bias, temperature=temperature)
     return hidden, list(logprobs.float().cpu().split([len(r) for _, r in pairs]))
-
-
-def response_positions(pairs: list[Pair]) -> tuple[Tensor, Tensor]:
-    """``([T], [T])`` int64: the row and the position *predicting* each response token (one before it)."""
-    rows = torch.cat([torch.full((len(r),), b, dtype=torch.long) for b, (_, r) in enumerate(pairs)])
-    cols = torch.cat([torch.arange(len(p) - 1, len(p) - 1 + len(r)) for p, r in pairs])
-    return rows, cols
 
 
 def _last_positions(pairs: list[Pair], device: torch.device) -> tuple[Tensor, Tensor]:

@@ -13,6 +13,8 @@ import torch
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase
 
+from maro_lightning.models import pad_id
+
 
 @dataclass(frozen=True)
 class SamplingConfig:
@@ -95,8 +97,7 @@ class HFGenerate:
 
     @property
     def pad_id(self) -> int:
-        pad = self.tokenizer.pad_token_id
-        return pad if pad is not None else self.tokenizer.eos_token_id
+        return pad_id(self.tokenizer)
 
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

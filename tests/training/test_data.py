@@ -11,11 +11,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from maro_lightning.batch import TrajectoryBatch
+from maro_lightning.batch import collate
 from maro_lightning.credit import BehaviourSample
-from maro_lightning.data import TrajectoryBatch
 from maro_lightning.data import TrajectoryDataModule
 from maro_lightning.data import batch_plan
-from maro_lightning.data import collate
 
 PAD = 0
 
@@ -260,7 +260,7 @@ def test_plans_are_whole_optimizer_steps_and_batches_carry_the_steps_totals():
         weights = sum(b.weights.sum().item() for b in step)
         expected = torch.tensor([tokens, sum(b.size for b in step), weights], dtype=torch.float64)
         for batch in step:
-            torch.testing.assert_close(batch.step_totals, expected)  # the whole step's, on each micro-batch
+            torch.testing.assert_close(batch.step_totals.as_tensor(), expected)  # the whole step's, on each micro-batch
 
 
 # ------------------------------------------------------------------------------- persist_dir and replay_dir

@@ -26,7 +26,7 @@ class CheckRanks(L.Callback):
             self.first_batch = batch.input_ids.float().sum()
         # the loss divides by the step's totals over both ranks (one micro-batch per step here)
         local = torch.tensor([batch.targets.numel(), batch.size, batch.weights.double().sum()], dtype=torch.float64)
-        torch.testing.assert_close(batch.step_totals, pl_module.all_gather(local).sum(0))
+        torch.testing.assert_close(batch.step_totals.as_tensor(), pl_module.all_gather(local).sum(0).cpu())
 
     def on_train_end(self, trainer, pl_module):  # noqa: ANN001
         params = pl_module.all_gather(flat_params(pl_module))

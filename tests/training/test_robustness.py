@@ -17,7 +17,7 @@ from helpers import data
 from helpers import flat_params
 from helpers import tiny_module
 
-from maro_lightning.data import collate
+from maro_lightning.batch import collate
 from maro_lightning.envs.base import FORFEIT_BONUS
 from maro_lightning.envs.base import FORFEIT_PENALTY
 from maro_lightning.module import LossConfig
