@@ -96,12 +96,16 @@ def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
 
         def instantiate_trainer(self, **kwargs: Any) -> Any:
             """Adds maro's progress bar (steps out of max_steps, the last round's outcomes per role) unless the
-            config brings its own or turns the bar off."""
+            config brings its own or turns the bar off; and, unless the config names its loggers, the CSV logger
+            plus TensorBoard when it is installed (:func:`maro_lightning.logs.default_loggers`)."""
             from lightning.pytorch.callbacks import ProgressBar
 
             from maro_lightning.callbacks import MaroProgressBar
+            from maro_lightning.logs import default_loggers
 
             config = self.config_init.get(self.subcommand, self.config_init).get("trainer") or {}
+            if config.get("logger") in (None, True):
+                kwargs["logger"] = default_loggers(config.get("default_root_dir") or os.getcwd())
             callbacks = list(config.get("callbacks") or [])
             wanted = config.get("enable_progress_bar") is not False
             if wanted and not any(isinstance(callback, ProgressBar) for callback in callbacks):
