@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/claims}
 JOBS=${JOBS:-2}
-MARO=${MARO:-.venv/bin/maro}
+read -ra MARO <<< "${MARO:-.venv/bin/maro}"  # a command with its arguments
 mkdir -p "$OUT"
 sed 's/imitation_rounds: 40/imitation_rounds: 100000/' configs/demo.yaml > "$OUT/clone_only.yaml"
 
@@ -22,7 +22,7 @@ run() {  # NAME CONFIG SEED: one training run in OUT/NAME, skipped when it has f
     fi
     rm -rf "$dir" && mkdir -p "$dir"
     local start=$SECONDS
-    OMP_NUM_THREADS=1 "$MARO" fit -c "$config" --seed_everything "$seed" --trainer.default_root_dir "$dir" \
+    OMP_NUM_THREADS=1 "${MARO[@]}" fit -c "$config" --seed_everything "$seed" --trainer.default_root_dir "$dir" \
         > "$dir/fit.log" 2>&1
     echo "$((SECONDS - start)) s" > "$dir/wall.txt"
     echo "$name: $(cat "$dir/wall.txt")"
@@ -41,7 +41,7 @@ for seed in 0 1 2; do
     dir=$(dirname "$(compgen -G "$OUT/seed$seed/lightning_logs/version_*/checkpoints/last.ckpt" | head -1)")
     control=$(compgen -G "$OUT/clone_only/lightning_logs/version_*/checkpoints/last.ckpt" | head -1)
     [ -f "$OUT/seed$seed/paired/evaluation.json" ] && continue
-    OMP_NUM_THREADS=1 "$MARO" evaluate "warm_start=$dir/warm_start.ckpt" "final=$dir/last.ckpt" \
+    OMP_NUM_THREADS=1 "${MARO[@]}" evaluate "warm_start=$dir/warm_start.ckpt" "final=$dir/last.ckpt" \
         "clone_only=$control" --opponents linear,boulware,conceder --out "$OUT/seed$seed/paired" \
         > "$OUT/seed$seed/paired.txt"
     echo "seed $seed: $OUT/seed$seed/paired.txt"
