@@ -8,6 +8,7 @@ import functools
 import torch
 
 from maro_lightning import envs
+from maro_lightning.credit import CreditAssigner
 from maro_lightning.credit import register_advantage
 from maro_lightning.envs.bazaar import Bazaar
 from maro_lightning.envs.registry import register_agent
@@ -35,3 +36,13 @@ def sign_of_reward(batch, rewards, config):  # CreditBatch, [N] M1 rewards, Cred
     """Only the direction of each behaviour's M1 reward: +1, 0 or -1."""
     CALLS.append(batch.games)
     return torch.sign(rewards)
+
+
+class CountingAssigner(CreditAssigner):
+    """MARO's assigner that counts the rounds it weighted (injected with ``credit: {class_path: ...}``)."""
+
+    rounds = 0
+
+    def compute_weights(self, batch):
+        type(self).rounds += 1
+        return super().compute_weights(batch)

@@ -63,12 +63,18 @@ def _isolated(tmp_path, monkeypatch):
         MODES.remove("sign_of_reward")
 
 
-def test_a_yaml_imports_a_users_mode_and_game_and_trains_with_them(tmp_path):
+INJECTED = {"class_path": "maro_user_plugin.CountingAssigner", "init_args": {"config": {"mode": "sign_of_reward"}}}
+
+
+@pytest.mark.parametrize("credit", [{"mode": "sign_of_reward"}, INJECTED], ids=["config", "injected_assigner"])
+def test_a_yaml_imports_a_users_mode_and_game_and_trains_with_them(tmp_path, credit):
+    config = {**CONFIG, "model": {**CONFIG["model"], "init_args": {**CONFIG["model"]["init_args"], "credit": credit}}}
     path = tmp_path / "user.yaml"
-    path.write_text(yaml.safe_dump(CONFIG))
+    path.write_text(yaml.safe_dump(config))
     assert main(["fit", "-c", str(path)]) == 0
     plugin = sys.modules["maro_user_plugin"]
     assert plugin.CALLS and all(games == ("quick_bazaar",) for games in plugin.CALLS)
+    assert plugin.CountingAssigner.rounds == (len(plugin.CALLS) if credit is INJECTED else 0)
 
 
 def test_without_the_import_the_users_names_are_unknown(tmp_path, capsys):
