@@ -92,3 +92,11 @@ def test_a_module_that_cannot_be_imported_fails_in_one_line(tmp_path, capsys):
     assert main(["fit", "-c", str(path), "--print_config"]) == 2
     err = capsys.readouterr().err
     assert "cannot import 'no_such_module_here'" in err and "Traceback" not in err
+
+
+def test_imports_on_the_command_line_are_imported_too(tmp_path, capsys):
+    path = tmp_path / "user.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "imports": []}))
+    assert main(["fit", "-c", str(path), "--imports", "[maro_user_plugin, no_such_module_here]"]) == 2
+    assert "cannot import 'no_such_module_here'" in capsys.readouterr().err
+    assert "maro_user_plugin" in sys.modules  # imported before the bad one failed
