@@ -13,7 +13,7 @@ OUT=${1:-runs/claims}
 JOBS=${JOBS:-2}
 read -ra MARO <<< "${MARO:-.venv/bin/maro}"  # a command with its arguments
 mkdir -p "$OUT"
-sed 's/imitation_rounds: 40/imitation_rounds: 100000/' configs/demo.yaml > "$OUT/clone_only.yaml"
+sed 's/imitation_rounds: [0-9]*/imitation_rounds: 100000/' configs/demo.yaml > "$OUT/clone_only.yaml"
 
 run() {  # NAME CONFIG SEED: one training run in OUT/NAME, skipped when it has finished before
     local name=$1 config=$2 seed=$3 dir="$OUT/$1"
@@ -42,7 +42,8 @@ for seed in 0 1 2; do
     control=$(compgen -G "$OUT/clone_only/lightning_logs/version_*/checkpoints/last.ckpt" | head -1)
     [ -f "$OUT/seed$seed/paired/evaluation.json" ] && continue
     OMP_NUM_THREADS=1 "${MARO[@]}" evaluate "warm_start=$dir/warm_start.ckpt" "final=$dir/last.ckpt" \
-        "clone_only=$control" --opponents linear,boulware,conceder --out "$OUT/seed$seed/paired" \
+        "clone_only=$control" --opponents linear,boulware,conceder --held-out-option "listing_range=(120,200)" \
+        --out "$OUT/seed$seed/paired" \
         > "$OUT/seed$seed/paired.txt"
     echo "seed $seed: $OUT/seed$seed/paired.txt"
 done
