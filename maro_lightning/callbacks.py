@@ -181,7 +181,7 @@ class SimulationCallback(L.Callback):
         signum = self.signals.received
         if signum is None:
             return
-        path = _checkpoint_dir(trainer) / "interrupted.ckpt"
+        path = checkpoint_dir(trainer) / "interrupted.ckpt"
         trainer.save_checkpoint(path)
         message = (
             f"stopped by {signal_name(signum)} at global step {trainer.global_step}; saved {path} "
@@ -211,9 +211,7 @@ class SimulationCallback(L.Callback):
         samples = module.credit_round(
             module.score(games, forward=not imitate), self.imitation_credit if imitate else None
         )
-        if imitate:
-            _as_imitation(samples)
-        trainer.datamodule.push(samples)
+        trainer.datamodule.push(samples)  # an unscored (cloning) round has no old or reference log-probs: ratio 1
         self.rounds, self.last_step = self.rounds + 1, trainer.global_step
         self._round_end = time.perf_counter()
         timing = {"rollout/play_seconds": played - start, "rollout/score_seconds": self._round_end - played}
@@ -314,12 +312,6 @@ def _log_once(trainer: L.Trainer, metrics: dict[str, float]) -> None:
             logger.log_metrics(metrics, step=trainer.global_step)
 
 
-def _checkpoint_dir(trainer: L.Trainer) -> Path:
-    """Where the run's checkpoints go: the checkpoint callback's folder, else ``default_root_dir/checkpoints``."""
-    dirpath = getattr(trainer.checkpoint_callback, "dirpath", None)
-    return Path(dirpath) if dirpath else Path(trainer.default_root_dir) / "checkpoints"
-
-
 def _set_learning_rate(trainer: L.Trainer, lr: float) -> None:
     """Every optimizer's rate to ``lr``, and every scheduler's base rate (they scale from it)."""
     for optimizer in trainer.optimizers:
@@ -327,12 +319,6 @@ def _set_learning_rate(trainer: L.Trainer, lr: float) -> None:
             group["lr"] = group["initial_lr"] = lr
     for config in trainer.lr_scheduler_configs:
         config.scheduler.base_lrs = [lr] * len(config.scheduler.base_lrs)
-
-
-def _as_imitation(samples: list[BehaviourSample]) -> None:
-    """Teacher behaviours train on-policy (ratio 1, so the loss is the NLL) with no KL term."""
-    for sample in samples:
-        sample.old_logprobs = sample.ref_logprobs = None
 
 
 class MaroProgressBar(TQDMProgressBar):
