@@ -12,6 +12,7 @@ before it writes valid actions). The frozen opponent is a snapshot of the policy
 from __future__ import annotations
 
 import dataclasses
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_warn
 
 from maro_lightning import checkpoints
+from maro_lightning import distributed
 from maro_lightning import envs
 from maro_lightning.credit import BehaviourSample
 from maro_lightning.credit import CreditAssigner
@@ -43,9 +45,12 @@ from maro_lightning.paired import evaluate
 from maro_lightning.paired import teacher_lines
 from maro_lightning.rollout import FROZEN
 from maro_lightning.rollout import GameSpec
+from maro_lightning.rollout import GenerationBackend
 from maro_lightning.rollout import PlayedGame
 from maro_lightning.rollout import RolloutEngine
 from maro_lightning.rollout.engine import RolloutInterrupted
+from maro_lightning.rollout.league import League
+from maro_lightning.rollout.league import LeagueConfig
 from maro_lightning.seeding import root_seed
 from maro_lightning.seeding import seeded
 from maro_lightning.signals import RunStopped
@@ -69,7 +74,9 @@ class SimulationCallback(L.Callback):
         rollout_every: optimizer steps between rounds; None: a new round as soon as the data module's plan
             (``passes`` over the round) is used up, on any rank.
         imitation_rounds: warm-start rounds of behaviour cloning on the games' teachers (0: none).
-        opponent_refresh: rounds between refreshes of the frozen opponent's weights.
+        opponent_refresh: rounds between the policy's joining the league of frozen opponents.
+        league: how many past policies the frozen seats play, and how a game draws one (default: one, the newest
+            snapshot). Scripted anchors are the other names of a game's ``opponents`` mix.
         rl_lr: the learning rate from the end of the warm start on (docs/design.md#tiny-model: cloning at 3e-3, policy
             gradient needs about 1e-4 or the action format drifts); None keeps the optimizer's. Schedulers
             continue from it (their base rates are set to it too).
@@ -86,6 +93,7 @@ class SimulationCallback(L.Callback):
         opponent_refresh: int = 10,
         rl_lr: float | None = None,
         seed: int | None = None,
+        league: LeagueConfig | None = None,
     ) -> None:
         self.games = games or default_games()
         if games_per_round < 1 or opponent_refresh < 1 or imitation_rounds < 0:
@@ -98,6 +106,7 @@ class SimulationCallback(L.Callback):
         self.imitation_rounds, self.opponent_refresh, self.seed = imitation_rounds, opponent_refresh, seed
         self.rl_lr = rl_lr
         self.uses_opponent = any(spec.opponents.get(FROZEN, 0) > 0 for spec in self.games)
+        self.league = League(league)
         self.rounds = 0  # rounds played (state)
         self.last_step = 0  # global step of the last round (state)
         self.imitation_credit = CreditAssigner(CreditConfig(mode="imitation", weighting="none"))
@@ -204,10 +213,11 @@ class SimulationCallback(L.Callback):
         start = time.perf_counter()
         engine = self._engine(module)
         seed = self.round_seed(trainer.global_rank)
-        opponent = module.policy_backend(OPPONENT) if self.uses_opponent else None
+        opponents = _LeaguePool(self.league, module) if self.uses_opponent else None
         with seeded(seed, module.device):
-            games = engine.play(self.games_per_round, seed, module.policy_backend(), opponent, imitate=imitate)
+            games = engine.play(self.games_per_round, seed, module.policy_backend(), opponents, imitate=imitate)
         played = time.perf_counter()
+        self._record_league(games)
         samples = module.credit_round(
             module.score(games, forward=not imitate), self.imitation_credit if imitate else None
         )
@@ -232,8 +242,8 @@ class SimulationCallback(L.Callback):
 
     def _refresh_snapshots(self, trainer: L.Trainer, module: MaroModule) -> None:
         """Before a round: the first RL round after a warm start anchors the KL reference to the cloned policy
-        (docs/design.md#tiny-model) and switches to ``rl_lr``; the frozen opponent follows the policy every few
-        rounds."""
+        (docs/design.md#tiny-model) and switches to ``rl_lr``; the policy joins the league of frozen opponents at
+        the first round, at the end of the warm start and every ``opponent_refresh`` rounds."""
         warm_start_over = self.imitation_rounds > 0 and self.rounds == self.imitation_rounds
         if warm_start_over and trainer.checkpoint_callback is not None:  # beside last.ckpt, kept for evaluation
             trainer.save_checkpoint(checkpoint_dir(trainer) / WARM_START_CHECKPOINT)
@@ -241,8 +251,22 @@ class SimulationCallback(L.Callback):
             module.refresh_snapshot(REFERENCE)
         if warm_start_over and self.rl_lr is not None:
             _set_learning_rate(trainer, self.rl_lr)
-        if self.uses_opponent and self.rounds > 0 and (warm_start_over or self.rounds % self.opponent_refresh == 0):
-            module.refresh_snapshot(OPPONENT)
+        refresh = not self.league.members or warm_start_over or self.rounds % self.opponent_refresh == 0
+        if self.uses_opponent and refresh:
+            self.league.add(module.policy, joined=self.rounds)
+
+    def _record_league(self, games: list[PlayedGame]) -> None:
+        """The learner's success against the member it met, for PFSP; over the games of every rank, so that the
+        league draws alike everywhere and a resume from rank 0's checkpoint is exact."""
+        results = [
+            (game.member, sum(game.env.outcome().success[p] for p in game.policy_players) / len(game.policy_players))
+            for game in games
+            if game.member is not None
+        ]
+        if distributed.world_size() > 1:
+            results = [result for part in distributed.all_gather_object(results) for result in part]
+        for member, success in results:
+            self.league.record(member, success)
 
     def _metrics(
         self,
@@ -267,6 +291,7 @@ class SimulationCallback(L.Callback):
         return (
             per_role
             | {f"credit/{k}": v for k, v in module.credit.metrics().items()}
+            | self.league.metrics()
             | {
                 "rollout/round": float(self.rounds),
                 "rollout/imitation": float(imitate),
@@ -282,7 +307,7 @@ class SimulationCallback(L.Callback):
         """Rounds played and the step of the last; also the game mix (``maro play`` shows a checkpoint's policy
         the game as it was trained on it; ``maro evaluate`` tells training opponents from held-out ones)."""
         games = [dataclasses.asdict(spec) for spec in self.games]
-        return {"rounds": self.rounds, "last_step": self.last_step, "games": games}
+        return {"rounds": self.rounds, "last_step": self.last_step, "games": games, "league": self.league.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         trained = sorted(checkpoints.trained_games({"callbacks": {"simulation": state}}))
@@ -293,6 +318,21 @@ class SimulationCallback(L.Callback):
                 f"{', '.join(playing)}: a resumed run must play the games it was trained on"
             )
         self.rounds, self.last_step = state["rounds"], state["last_step"]
+        if "league" in state:
+            self.league.load_state_dict(state["league"])
+
+
+class _LeaguePool:
+    """The engine's pool of frozen opponents: the league's members, played through the module's opponent snapshot."""
+
+    def __init__(self, league: League, module: MaroModule) -> None:
+        self.league, self.module = league, module
+
+    def sample(self, rng: random.Random) -> int:
+        return self.league.sample(rng)
+
+    def backend(self, member: int) -> GenerationBackend:
+        return self.module.policy_backend(model=self.league.load(member, self.module.snapshot(OPPONENT)))
 
 
 def checkpoint_dir(trainer: L.Trainer) -> Path:

@@ -21,6 +21,7 @@ from maro_lightning import envs
 from maro_lightning.rollout.generation import GenerationBackend
 from maro_lightning.rollout.generation import SamplingConfig
 from maro_lightning.rollout.generation import truncate_prompt
+from maro_lightning.rollout.league import OpponentPool
 
 POLICY, FROZEN = "policy", "frozen"
 MODEL_SEATS = (POLICY, FROZEN)
@@ -83,6 +84,7 @@ class PlayedGame:
     prompt_ids: dict[int, list[int]] = field(default_factory=dict)
     response_ids: dict[int, list[int]] = field(default_factory=dict)
     agents: dict[int, envs.ScriptedAgent] = field(default_factory=dict, repr=False)  # scripted seats and teachers
+    member: int | None = None  # the league member playing the frozen seats (None: no league, or none frozen)
 
     @property
     def policy_players(self) -> set[int]:
@@ -136,7 +138,7 @@ class RolloutEngine:
         num_games: int,
         seed: int,
         policy: GenerationBackend,
-        frozen: GenerationBackend | None = None,
+        frozen: OpponentPool | None = None,
         imitate: bool = False,
     ) -> list[PlayedGame]:
         """Play ``num_games`` games to the end, their seeds drawn from ``seed`` (see :meth:`play_seeds`)."""
@@ -146,32 +148,32 @@ class RolloutEngine:
         self,
         seeds: list[int],
         policy: GenerationBackend,
-        frozen: GenerationBackend | None = None,
+        frozen: OpponentPool | None = None,
         imitate: bool = False,
     ) -> list[PlayedGame]:
         """Play one game per seed to the end. A game's seed alone fixes its game of the mix, deal, seats and
         scripted agents, so two calls with the same seeds meet the same situations whoever plays the learner
-        (sampling draws from torch's RNG). Frozen seats use ``frozen``, or ``policy`` when it is None.
+        (sampling draws from torch's RNG). A game's frozen seats play one member of the ``frozen`` pool (a
+        league of past policies), drawn from the game's seed; without a pool they play ``policy``.
         With ``imitate``, each game's ``teacher`` plays the learner's seat and its text is recorded as the
         learner's behaviours (token ids included), as if the policy had written it."""
         if imitate and any(spec.teacher is None for spec in self.games):
             missing = [spec.name for spec in self.games if spec.teacher is None]
             raise ValueError(f"imitation needs a teacher for every game; {missing} have none")
         start = time.perf_counter()
-        games = [self._new_game(seed, imitate) for seed in seeds]
+        games = [self._new_game(seed, imitate, frozen) for seed in seeds]
         self.stats = RolloutStats(games=len(games))
-        backends = {POLICY: policy, FROZEN: frozen if frozen is not None else policy}
         while any(not g.env.done for g in games):
             if self.should_stop is not None and self.should_stop():
                 raise RolloutInterrupted(f"the round was given up after {self.stats.games} games were dealt")
-            requests = self._sweep(games)
-            for seat, batch in requests.items():
-                self._answer(batch, backends[seat])
+            for member, batch in self._sweep(games).items():
+                self._answer(batch, policy if member is None else frozen.backend(member))
         self.stats.seconds = time.perf_counter() - start
         return games
 
-    def _new_game(self, seed: int, imitate: bool) -> PlayedGame:
-        """The game of ``seed``; the teacher's seed is drawn last, so imitation changes nothing else."""
+    def _new_game(self, seed: int, imitate: bool, frozen: OpponentPool | None) -> PlayedGame:
+        """The game of ``seed``; the teacher's seed is drawn last, so imitation changes nothing else, and the
+        league member from a stream of its own, so a league changes nothing else either."""
         rng = random.Random(seed)
         spec = rng.choices(self.games, weights=[g.weight for g in self.games])[0]
         env = envs.make(spec.name, **spec.options)
@@ -186,11 +188,13 @@ class RolloutEngine:
         if imitate:
             agents[learner] = envs.agent(spec.teacher, game=spec.name)
             agents[learner].reset(rng.randrange(2**31))
-        return PlayedGame(env, seats, agents=agents)
+        member = frozen.sample(random.Random(f"league/{seed}")) if frozen and FROZEN in seats.values() else None
+        return PlayedGame(env, seats, agents=agents, member=member)
 
-    def _sweep(self, games: list[PlayedGame]) -> dict[str, list[tuple[PlayedGame, int]]]:
-        """Scripted seats act now; returns the model seats due, grouped by backend."""
-        requests: dict[str, list[tuple[PlayedGame, int]]] = {POLICY: [], FROZEN: []}
+    def _sweep(self, games: list[PlayedGame]) -> dict[int | None, list[tuple[PlayedGame, int]]]:
+        """Scripted seats act now; returns the model seats due, grouped by who plays them: the league member,
+        or None for the policy (its own seats, and frozen seats when there is no league)."""
+        requests: dict[int | None, list[tuple[PlayedGame, int]]] = {}
         for game in games:
             for player in game.env.to_act():
                 if player not in game.env.to_act():
@@ -199,8 +203,8 @@ class RolloutEngine:
                 if player in game.agents:
                     self._act_scripted(game, player, teach=seat == POLICY)
                 else:
-                    requests[seat].append((game, player))
-        return {seat: batch for seat, batch in requests.items() if batch}
+                    requests.setdefault(game.member if seat == FROZEN else None, []).append((game, player))
+        return requests
 
     def _answer(self, batch: list[tuple[PlayedGame, int]], backend: GenerationBackend) -> None:
         prompts = [game.env.observation(player) for game, player in batch]

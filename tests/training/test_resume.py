@@ -1,5 +1,6 @@
 """Stop after k steps, resume from the checkpoint, and the run continues exactly as if never stopped:
-global step, optimizer state, credit state, frozen opponent, data plan and the rollouts' random streams."""
+global step, optimizer state, credit state, the league of frozen opponents, data plan and the rollouts' random
+streams."""
 
 import lightning as L
 import pytest
@@ -13,13 +14,14 @@ from helpers import tiny_module
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from maro_lightning.module import OPPONENT
+from maro_lightning.rollout.league import LeagueConfig
 
 
 def run(root, max_steps, ckpt_path=None):
     L.seed_everything(0, verbose=False)
     module, sim, record = (
         tiny_module(),
-        simulation(imitation_rounds=1, opponent_refresh=2, rollout_every=2),
+        simulation(imitation_rounds=1, opponent_refresh=1, rollout_every=2, league=LeagueConfig(3, "pfsp")),
         RecordLosses(),
     )
     checkpoints = ModelCheckpoint(dirpath=root, every_n_train_steps=3, save_top_k=-1, filename="{step}")
@@ -39,6 +41,11 @@ def test_a_resumed_run_matches_the_uninterrupted_one(tmp_path, monkeypatch):
     assert straight_sim.rounds == resumed_sim.rounds == 5  # rounds at steps 0, 2, 4, 6, 8
     assert torch.equal(flat_params(straight), flat_params(resumed))
     assert straight.credit.state_dict() == resumed.credit.state_dict()
+    league, resumed_league = straight_sim.league, resumed_sim.league
+    assert [(m.id, m.successes, m.games) for m in league.members] == [
+        (m.id, m.successes, m.games) for m in resumed_league.members
+    ]
+    assert len(league.members) == 3 and sum(m.games for m in league.members) > 0  # PFSP had a record to draw on
     for a, b in zip(straight.snapshots[OPPONENT].parameters(), resumed.snapshots[OPPONENT].parameters(), strict=True):
         assert torch.equal(a, b)
 
