@@ -1,5 +1,6 @@
-"""Two-process DDP on CPU (gloo) through ``ddp_spawn``: each rank simulates its own games, and the
-gradients keep the replicas identical (docs/design.md#the-training-loop)."""
+"""Two-process DDP on CPU (gloo) through ``ddp_spawn``: each rank simulates its own games, the gradients keep the
+replicas identical, and a resume continues each rank's own stream (docs/design.md#the-training-loop). One test, as
+every spawn of two ranks costs seconds of start-up."""
 
 import lightning as L
 import torch
@@ -9,6 +10,8 @@ from helpers import flat_params
 from helpers import simulation
 from helpers import tiny_module
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from maro_lightning.callbacks import SimulationCallback
 
 
 class CheckRanks(L.Callback):
@@ -35,15 +38,9 @@ class CheckRanks(L.Callback):
         assert first[0] != first[1], "both ranks trained on the same games"
         baselines = pl_module.all_gather(torch.tensor(list(pl_module.credit.counts.total(lambda *k: k).values())))
         assert torch.equal(baselines[0], baselines[1]), "the credit state differs across ranks"
-
-
-def test_two_rank_ddp_keeps_replicas_in_sync(monkeypatch):
-    for name in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK", "LOCAL_RANK", "PL_GLOBAL_SEED"):
-        monkeypatch.delenv(name, raising=False)  # ddp_spawn leaves them behind; do not inherit or leak them
-    L.seed_everything(0, verbose=False)
-    trainer = L.Trainer(strategy="ddp_spawn", devices=2, max_steps=3, callbacks=[simulation(), CheckRanks()], **QUIET)
-    trainer.fit(tiny_module(), datamodule=data())  # the checks run inside the ranks; a failure fails the fit
-    assert torch.isfinite(trainer.callback_metrics["train/loss"])  # rank 0's metrics come back to the parent
+        league = next(c for c in trainer.callbacks if isinstance(c, SimulationCallback)).league
+        records = pl_module.all_gather(torch.tensor([[m.id, m.games] for m in league.members]))
+        assert torch.equal(records[0], records[1]), "the league's records differ across ranks"
 
 
 class SaveRankLosses(L.Callback):
@@ -64,7 +61,7 @@ def ddp_run(directory, max_steps, ckpt_path=None):  # noqa: ANN001
     L.seed_everything(0, verbose=False)
     directory.mkdir()
     checkpoints = ModelCheckpoint(dirpath=directory, every_n_train_steps=2, save_top_k=-1, filename="{step}")
-    callbacks = [simulation(rollout_every=2), SaveRankLosses(directory), checkpoints]
+    callbacks = [simulation(rollout_every=2), SaveRankLosses(directory), checkpoints, CheckRanks()]
     trainer = L.Trainer(
         strategy="ddp_spawn",
         devices=2,
@@ -72,13 +69,14 @@ def ddp_run(directory, max_steps, ckpt_path=None):  # noqa: ANN001
         callbacks=callbacks,
         **{**QUIET, "enable_checkpointing": True},
     )
-    trainer.fit(tiny_module(), datamodule=data(batch_size=4), ckpt_path=ckpt_path)
+    trainer.fit(tiny_module(), datamodule=data(batch_size=4), ckpt_path=ckpt_path)  # CheckRanks asserts in the ranks
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])  # rank 0's metrics come back to the parent
     return [torch.load(directory / f"rank{r}.pt") for r in range(2)]
 
 
-def test_two_rank_resume_continues_each_ranks_own_stream(tmp_path, monkeypatch):
+def test_two_rank_ddp_stays_in_sync_and_resumes_each_ranks_own_stream(tmp_path, monkeypatch):
     for name in ("MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK", "LOCAL_RANK", "PL_GLOBAL_SEED"):
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name, raising=False)  # ddp_spawn leaves them behind; do not inherit or leak them
     straight = ddp_run(tmp_path / "a", max_steps=4)
     resumed = ddp_run(tmp_path / "b", max_steps=4, ckpt_path=tmp_path / "a" / "step=2.ckpt")
     for rank in range(2):  # each rank resumes its own buffer and plan, not rank 0's
