@@ -45,3 +45,5 @@ from maro_lightning.envs import bazaar  # noqa: F401,E402
 from maro_lightning.envs import bazaar_agents  # noqa: F401,E402
 from maro_lightning.envs import deal  # noqa: F401,E402  (registers the game)
 from maro_lightning.envs import mafia  # noqa: F401,E402  (registers the game)
+from maro_lightning.envs import probe_agents  # noqa: F401,E402
+from maro_lightning.envs import probes  # noqa: F401,E402  (the mechanism probes: probe_decisive, _skewed, _noisy)
