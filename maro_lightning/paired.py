@@ -255,6 +255,25 @@ class Report:
                         rows.append(fields | _paired(a, b))
         return rows
 
+    def pooled_pairs(self) -> list[dict[str, Any]]:
+        """Per (game, split, role) with more than one opponent, the paired differences over the games of all its
+        conditions together (each game still paired with itself): e.g. the held-out ladder as one number a role."""
+        groups: dict[tuple[str, str, str], list[Condition]] = {}
+        for condition in self.conditions:
+            for role in self.roles(condition):
+                groups.setdefault((condition.game, condition.split, role), []).append(condition)
+        rows = []
+        for (game, split, role), conditions in groups.items():
+            if len(conditions) < 2:
+                continue  # its one condition's pairs say it already
+            fields = {"game": game, "split": split, "opponents": "+".join(c.opponent for c in conditions), "role": role}
+            for j, line_a in enumerate(self.lines):
+                for line_b in self.lines[:j]:
+                    a = [r for c in conditions for r in self._games(c, line_a, role)]
+                    b = [r for c in conditions for r in self._games(c, line_b, role)]
+                    rows.append(fields | {"line": line_a, "baseline": line_b} | _paired(a, b))
+        return rows
+
     def to_json(self) -> dict[str, Any]:
         return {
             "episodes": self.episodes,
@@ -264,6 +283,7 @@ class Report:
             "conditions": [dataclasses.asdict(c) | {"name": c.name} for c in self.conditions],
             "rows": self.rows(),
             "pairs": self.pairs(),
+            "pooled_pairs": self.pooled_pairs(),
         }
 
     def save(self, directory: str | Path, stem: str = "evaluation") -> list[Path]:
@@ -298,7 +318,20 @@ class Report:
                 f"{row['condition']:<40} {row['role']:<8} {versus:<31} {_delta(row, 'reward'):>24} "
                 f"{_delta(row, 'success'):>24}"
             )
+        out += _format_pooled(self.pooled_pairs())
         return "\n".join(out)
+
+
+def _format_pooled(rows: list[dict[str, Any]]) -> list[str]:
+    """The table of :meth:`Report.pooled_pairs` (no lines when nothing was pooled)."""
+    if not rows:
+        return []
+    out = ["", "Pooled over the opponents of a split (every game paired with itself): Δ ± SE (Δ/SE)"]
+    out.append(f"{'game, split: opponents':<40} {'role':<8} {'line − baseline':<31} {'reward':>24} {'deal':>24}")
+    for row in rows:
+        where, versus = f"{row['game']}, {row['split']}: {row['opponents']}", f"{row['line']} − {row['baseline']}"
+        out.append(f"{where:<40} {row['role']:<8} {versus:<31} {_delta(row, 'reward'):>24} {_delta(row, 'deal'):>24}")
+    return out
 
 
 def _condition_fields(condition: Condition, role: str) -> dict[str, Any]:

@@ -113,3 +113,17 @@ def test_default_conditions_split_training_from_held_out():
     assert conditions[-1].options["listing_range"] == (150, 300) and conditions[0].learner_players == (1,)
     with pytest.raises(ValueError, match="unknown scripted opponents"):
         default_conditions([spec], {"bazaar": ["nobody"]})
+
+
+def test_pooled_pairs_concatenate_the_paired_games_of_a_split(tokenizer):
+    boulware, conceder = (
+        Condition("bazaar", name, HELD_OUT_OPPONENT, BAZAAR, (1,)) for name in ("boulware", "conceder")
+    )
+    eager = Line("eager", RandomBuyer(tokenizer, accept=0.9), tokenizer, SamplingConfig())
+    report = evaluate([policy_line("a", tokenizer), eager], [BUYER_VS_LINEAR, boulware, conceder], episodes=20, seed=3)
+    (pooled,) = report.pooled_pairs()  # the training split has one opponent: nothing to pool there
+    assert (pooled["split"], pooled["opponents"], pooled["n"]) == (HELD_OUT_OPPONENT, "boulware+conceder", 40)
+    a = [r.reward for c in (boulware, conceder) for r in report.records[c.name]["a"]]
+    b = [r.reward for c in (boulware, conceder) for r in report.records[c.name]["eager"]]
+    assert (pooled["d_reward"], pooled["se_reward"]) == pytest.approx(paired_difference(b, a))
+    assert "boulware+conceder" in report.format() and report.to_json()["pooled_pairs"] == [pooled]
