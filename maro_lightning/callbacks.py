@@ -171,6 +171,9 @@ class SimulationCallback(L.Callback):
         if self._due(trainer):
             self._play_or_stop(trainer, pl_module)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        refresh_last_checkpoint(trainer)
+
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         self.signals.uninstall()
 
@@ -341,6 +344,19 @@ def checkpoint_dir(trainer: L.Trainer) -> Path:
     if callback is not None and getattr(callback, "dirpath", None):
         return Path(callback.dirpath)
     return Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+
+
+def refresh_last_checkpoint(trainer: L.Trainer) -> None:
+    """``last.ckpt`` at the final step. Lightning's ModelCheckpoint writes it with every periodic save, and at the
+    end of training only when it never wrote one: a run whose ``max_steps`` is not a multiple of
+    ``every_n_train_steps`` kept a ``last.ckpt`` of an earlier step. Rank 0 reads the step of the file (mapped,
+    not read) and every rank saves when it is stale."""
+    callback = trainer.checkpoint_callback
+    path = getattr(callback, "last_model_path", "") if getattr(callback, "save_last", False) else ""
+    stale = bool(path) and trainer.is_global_zero and Path(path).is_file()
+    stale = stale and checkpoints.load(path, mmap=True)["global_step"] != trainer.global_step
+    if trainer.strategy.broadcast(stale, src=0):
+        trainer.save_checkpoint(path)
 
 
 def _log_once(trainer: L.Trainer, metrics: dict[str, float]) -> None:

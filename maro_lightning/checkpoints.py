@@ -36,8 +36,9 @@ def is_remote(path: str | Path) -> bool:
     return bool(_REMOTE.match(str(path)))
 
 
-def load(path: str | Path) -> dict[str, Any]:
-    """The checkpoint at the local file ``path``, read with ``weights_only=True``.
+def load(path: str | Path, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint at the local file ``path``, read with ``weights_only=True``; with ``mmap``, its tensors are
+    mapped from the file rather than read (cheap when only the metadata is wanted).
 
     Raises:
         ValueError: ``path`` is remote, missing, or not a readable Lightning checkpoint (one line, naming it).
@@ -53,7 +54,7 @@ def load(path: str | Path) -> dict[str, Any]:
     if file.stat().st_size == 0:
         raise ValueError(f"{path}: the checkpoint file is empty")
     try:
-        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as err:
         if "global" in str(err).lower():  # a pickled class or function: what a code-running payload needs
             raise ValueError(

@@ -36,7 +36,8 @@ def finished_run(tmp_path_factory):
     L.seed_everything(0, verbose=False)
     sim = SimulationCallback(games=[BUYER], games_per_round=4, imitation_rounds=1)
     report = EvaluationReport(episodes=4, opponents={"bazaar": ["linear", "boulware"]})
-    checkpoints = ModelCheckpoint(dirpath=root / "checkpoints", save_last=True)
+    # every 4 steps of 6: Lightning alone would leave last.ckpt at step 4 (refresh_last_checkpoint rewrites it)
+    checkpoints = ModelCheckpoint(dirpath=root / "checkpoints", save_last=True, every_n_train_steps=4)
     quiet = QUIET | {"enable_checkpointing": True, "logger": L.pytorch.loggers.CSVLogger(root)}
     trainer = L.Trainer(max_steps=6, callbacks=[sim, checkpoints, report], default_root_dir=root, **quiet)
     steps_at_warm_start = []
@@ -60,6 +61,7 @@ def test_the_warm_start_is_kept_beside_last(finished_run):
     state = torch.load(warm, map_location="cpu", weights_only=True)
     assert state["global_step"] == saves[0][0] < trainer.global_step
     final = torch.load(last, map_location="cpu", weights_only=True)
+    assert final["global_step"] == trainer.global_step == 6  # the final policy, not the last periodic save's
     assert any(not torch.equal(state["state_dict"][k], final["state_dict"][k]) for k in state["state_dict"])
 
 
