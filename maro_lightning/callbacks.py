@@ -33,6 +33,7 @@ from maro_lightning.data import TrajectoryDataModule
 from maro_lightning.errors import ConfigError
 from maro_lightning.evaluation import game_roles
 from maro_lightning.metrics import OutcomeMetric
+from maro_lightning.metrics import explained_variance
 from maro_lightning.models import unwritable_actions
 from maro_lightning.module import OPPONENT
 from maro_lightning.module import REFERENCE
@@ -293,6 +294,7 @@ class SimulationCallback(L.Callback):
         invalid = sum(not s.valid for s in samples) / len(samples)
         return (
             per_role
+            | ({} if imitate else utility_explained_variance(samples))
             | {f"credit/{k}": v for k, v in module.credit.metrics().items()}
             | self.league.metrics()
             | {
@@ -344,6 +346,24 @@ def checkpoint_dir(trainer: L.Trainer) -> Path:
     if callback is not None and getattr(callback, "dirpath", None):
         return Path(callback.dirpath)
     return Path(trainer.log_dir or trainer.default_root_dir) / "checkpoints"
+
+
+def utility_explained_variance(samples: list[BehaviourSample]) -> dict[str, float]:
+    """Per (game, role), the share of the outcome's variance that the utility head's V and Q explained
+    (:func:`~maro_lightning.metrics.explained_variance`), measured on a round before it is trained on it."""
+    groups: dict[str, list[BehaviourSample]] = {}
+    for sample in samples:
+        groups.setdefault(f"{sample.game}/{sample.role}", []).append(sample)
+    metrics = {}
+    for key, group in sorted(groups.items()):
+        values, q_values, targets = (
+            torch.tensor([getattr(s, name) for s in group], dtype=torch.float64)
+            for name in ("value", "q_value", "utility_target")
+        )
+        explained = explained_variance(values, q_values, targets)
+        if explained is not None:
+            metrics[f"utility/{key}/explained_variance"] = float(explained)
+    return metrics
 
 
 def refresh_last_checkpoint(trainer: L.Trainer) -> None:

@@ -39,6 +39,16 @@ def wilson_interval(successes: Tensor | float, trials: Tensor | float, z: float 
     return low, high
 
 
+def explained_variance(values: Tensor, q_values: Tensor, targets: Tensor) -> Tensor | None:
+    """How much of the targets' variance the utility head's V and Q (both predict them) explain:
+    ``1 − Var([V − y, Q − y]) / Var(y)``, a 0-d tensor; None when the targets do not vary (undefined)."""
+    targets = targets.to(values.dtype)
+    if targets.numel() < 2 or targets.var(correction=0) == 0:
+        return None
+    residual = torch.cat([values - targets, q_values - targets]).detach()
+    return 1.0 - residual.var(correction=0) / targets.var(correction=0)
+
+
 def mean_interval(total: Tensor, sq_total: Tensor, count: Tensor, z: float = Z_95) -> tuple[Tensor, Tensor, Tensor]:
     """Mean and normal-approximation interval ``mean ± z·s/√n`` (``s`` the sample sd) from running sums.
 

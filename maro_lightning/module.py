@@ -45,6 +45,7 @@ from maro_lightning.evaluation import ladder_keys
 from maro_lightning.evaluation import match_outcomes
 from maro_lightning.evaluation import play_match
 from maro_lightning.metrics import OutcomeMetric
+from maro_lightning.metrics import explained_variance
 from maro_lightning.models import TinyModelConfig
 from maro_lightning.models import UtilityHead
 from maro_lightning.models import build_tiny_model
@@ -406,10 +407,9 @@ class MaroModule(L.LightningModule):
             "train/advantage_mean": batch.advantages.mean(),
             "train/response_tokens": float(batch.targets.numel()),
         }
-        targets = batch.utility_targets.to(values.dtype)
-        if targets.numel() > 1 and targets.var() > 0:  # undefined when every outcome is the same
-            residual = torch.cat([values - targets, q_values - targets]).detach()  # V and Q both predict y
-            metrics["train/utility_explained_variance"] = 1.0 - residual.var(correction=0) / targets.var(correction=0)
+        explained = explained_variance(values, q_values, batch.utility_targets)
+        if explained is not None:  # undefined when every outcome is the same
+            metrics["train/utility_explained_variance"] = explained
         self.log_dict(
             {k: v.detach() if isinstance(v, Tensor) else v for k, v in metrics.items()}, batch_size=batch.size
         )

@@ -106,3 +106,24 @@ def test_merging_two_ranks_by_summing_equals_one_metric_with_all_data():
         assert merged.keys() == expected.keys()
         for name, value in expected.items():
             torch.testing.assert_close(merged[name], value, rtol=1e-12, atol=1e-12)
+
+
+def test_explained_variance_of_v_and_q_by_hand_and_per_role():
+    from types import SimpleNamespace
+
+    from maro_lightning.callbacks import utility_explained_variance
+    from maro_lightning.metrics import explained_variance
+
+    y = torch.tensor([0.0, 1.0, 0.0, 1.0])  # Var(y) = 0.25
+    perfect = explained_variance(y.clone(), y.clone(), y)
+    assert perfect is not None and perfect.item() == 1.0
+    # V says 0.5 everywhere (residuals ±0.5, variance 0.25), Q is exact (residuals 0): pooled variance 0.125
+    half = explained_variance(torch.full((4,), 0.5), y.clone(), y)
+    assert half is not None and math.isclose(half.item(), 1 - 0.125 / 0.25)
+    assert explained_variance(y, y, torch.ones(4)) is None  # no variance to explain
+    rows = [("buyer", 1.0, 1.0, 1.0), ("buyer", 0.0, 0.0, 0.0), ("seller", 0.5, 0.5, 1.0), ("seller", 0.5, 0.5, 0.0)]
+    samples = [SimpleNamespace(game="bazaar", role=r, value=v, q_value=q, utility_target=t) for r, v, q, t in rows]
+    assert utility_explained_variance(samples) == {
+        "utility/bazaar/buyer/explained_variance": 1.0,
+        "utility/bazaar/seller/explained_variance": 0.0,
+    }
