@@ -28,8 +28,13 @@ FORBIDDEN = [
     re.compile(r"(?<![\w/.])" + "shared/"),
     re.compile(r"\b[Ii]ssue" + r"s? #?\d+"),
 ]
-# Markdown names that are not references to documents: files a test writes into its temporary folder.
-NOT_REFERENCES = {"tests/kernels/test_bench_pg_loss.py": {"bench.md"}}
+# Markdown names that are not references to documents: files a benchmark writes (and a test, in its temporary folder).
+NOT_REFERENCES = {
+    "tests/kernels/test_bench_pg_loss.py": {"bench.md"},
+    "benchmarks/ablation.py": {"ablation.md"},
+    "tests/test_ablation.py": {"ablation.md"},
+    "README.md": {"ablation.md"},
+}
 
 
 def _text_files() -> list[Path]:
