@@ -174,7 +174,7 @@ def test_the_shipped_arms_are_maro_and_its_five_ablations_and_baselines():
     assert {arm.name: arm.overrides for arm in plan.arms} == {
         "maro": (),
         "no_m1": (f"{credit}decompose=false",),
-        "no_m2": (f"{credit}weighting=none",),
+        "no_m2": (f"{credit}weighting=none", "--data.sampling=shuffle"),  # both of M2: weights and batches
         "no_m3": (f"{credit}use_utility=false",),
         "outcome": (f"{credit}mode=outcome",),
         "role_baseline": (f"{credit}mode=role_baseline",),
