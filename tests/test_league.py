@@ -111,3 +111,21 @@ def test_engine_plays_each_games_frozen_seats_with_the_member_drawn_from_its_see
     no_league = engine.play(12, seed=5, policy=HFGenerate(model, tokenizer))
     assert [g.seats for g in no_league] == [g.seats for g in games]  # and changes nothing else about the deal
     assert all(g.member is None for g in no_league)
+
+
+def test_in_the_warm_start_the_teacher_plays_the_frozen_seats_too():
+    torch.manual_seed(0)
+    model, tokenizer = build_tiny_model(TinyModelConfig(hidden_size=32, intermediate_size=64, corpus_games=("bazaar",)))
+    spec = GameSpec("bazaar", options={"obs_format": "compact"}, opponents={"frozen": 1.0}, teacher="linear")
+    pool = _Pool(tokenizer, members=[3])
+    games = RolloutEngine([spec], tokenizer, SamplingConfig()).play(
+        6, seed=2, policy=_NoText(), frozen=pool, imitate=True
+    )
+    assert not pool.calls and all(g.member is None for g in games)  # nothing generated, no member met
+    assert all(g.env.done and set(g.agents) == set(g.seats) for g in games)  # every seat scripted
+    assert all(g.response_ids for g in games)  # the learner's turns were recorded for cloning
+
+
+class _NoText:
+    def generate(self, prompts, sampling):
+        raise AssertionError("a warm-start round asked a model for text")

@@ -156,7 +156,7 @@ class RolloutEngine:
         (sampling draws from torch's RNG). A game's frozen seats play one member of the ``frozen`` pool (a
         league of past policies), drawn from the game's seed; without a pool they play ``policy``.
         With ``imitate``, each game's ``teacher`` plays the learner's seat and its text is recorded as the
-        learner's behaviours (token ids included), as if the policy had written it."""
+        learner's behaviours (token ids included), as if the policy had written it; it plays the frozen seats too."""
         if imitate and any(spec.teacher is None for spec in self.games):
             missing = [spec.name for spec in self.games if spec.teacher is None]
             raise ValueError(f"imitation needs a teacher for every game; {missing} have none")
@@ -185,10 +185,13 @@ class RolloutEngine:
         agents = {p: envs.agent(s, game=spec.name) for p, s in seats.items() if s not in MODEL_SEATS}
         for agent in agents.values():
             agent.reset(rng.randrange(2**31))
-        if imitate:
-            agents[learner] = envs.agent(spec.teacher, game=spec.name)
-            agents[learner].reset(rng.randrange(2**31))
-        member = frozen.sample(random.Random(f"league/{seed}")) if frozen and FROZEN in seats.values() else None
+        if imitate:  # the teacher plays the learner's seat, and the frozen seats too: no past policy is worth
+            # meeting before the policy can act, and the cloned games then need no generation at all
+            for player in [learner] + [p for p, s in seats.items() if s == FROZEN]:
+                agents[player] = envs.agent(spec.teacher, game=spec.name)
+                agents[player].reset(rng.randrange(2**31))
+        frozen_seats = FROZEN in seats.values() and not imitate
+        member = frozen.sample(random.Random(f"league/{seed}")) if frozen and frozen_seats else None
         return PlayedGame(env, seats, agents=agents, member=member)
 
     def _sweep(self, games: list[PlayedGame]) -> dict[int | None, list[tuple[PlayedGame, int]]]:
