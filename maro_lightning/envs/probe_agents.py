@@ -3,17 +3,17 @@
 They read only their player's view. Every agent plays either seat of its game (the tiny tokenizer's corpus and the
 evaluation seat them anywhere).
 
-- ``probe_decisive`` and ``probe_noisy``: ``random`` (any number, sometimes talk), ``careless`` (right on the turn
-  that counts with probability 0.55, the teacher of the probe configs: room for RL above it) and ``sharp`` (always
-  right there). On the turns that do not count, all three raise a random flag.
-- ``probe_skewed``: ``random``, ``naive`` (hides behind a random door; opens random unopened doors: the teacher)
-  and ``predictable`` (a creature of habit: hides behind the seeker's door s or the next one; opens the doors in
-  order from s). ``predictable`` is what each role can learn to exploit.
+- ``probe_decisive`` and ``probe_noisy``: ``random`` (any number, sometimes talk), ``careless`` (on the turn that
+  counts, right with probability 0.55 and otherwise quiet, a miss: the teacher of the probe configs, with room for RL
+  above it) and ``sharp`` (always right there). On the turns that do not count (the lookouts' watches without a
+  ship), ``careless`` and ``sharp`` keep quiet (talk) and ``random`` raises a random flag.
+- ``probe_skewed``: ``random``, ``naive`` (hides behind a random door; opens the closed doors in order from door 1:
+  the teacher) and ``predictable`` (a creature of habit: hides behind the seeker's door s or the next one; opens the
+  doors in order from s). ``predictable`` is what each role can learn to exploit.
 """
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from maro_lightning.envs.agents import ScriptedAgent
@@ -21,19 +21,13 @@ from maro_lightning.envs.registry import register_agent
 
 CARELESS_ACCURACY = 0.55  # the teacher's hit rate where it counts: cloning it leaves RL room to improve
 TALK_RATE = 0.1  # how often `random` talks instead of acting
+QUIET = "All quiet."  # what `careless` and `sharp` write on a turn that does not count, or when they miss
 CHOOSERS = ("probe_decisive", "probe_noisy")
 
 
 def tag(view: dict[str, Any], k: int) -> str:
     """The action the view asks for, with number ``k``: ``[Flag: 2]``."""
     return f"[{view['action'].capitalize()}: {k}]"
-
-
-def careless_pick(rng: random.Random, right: int, high: int, accuracy: float) -> int:
-    """``right`` with probability ``accuracy``, else one of the other numbers 1..high, uniformly."""
-    if rng.random() < accuracy:
-        return right
-    return rng.choice([k for k in range(1, high + 1) if k != right])
 
 
 def right_answer(view: dict[str, Any]) -> int | None:
@@ -62,8 +56,14 @@ class RandomChoice(ScriptedAgent):
 
 
 class Careless(ScriptedAgent):
-    """Right where it counts with probability ``accuracy`` (else a uniformly random wrong number); a random number
-    on the turns that do not count.
+    """Where it counts, right with probability ``accuracy`` and otherwise quiet (it missed the ship; it took no lot);
+    quiet on the turns that do not count.
+
+    Both choices are what a tiny model can clone (docs/games.md#decisive-watch-m1): cloned on random flags on the
+    watches without a ship, it did not learn the ship's watch even from a teacher always right there (nine noise
+    targets for one signal); and from a teacher whose mistakes were random wrong numbers it learned the numbers'
+    marginal (uniform) rather than the weak conditional (0.55 against 0.225 each), answering at chance. A mistake
+    that is a miss leaves a deterministic copy and a 55% marginal, both learnt.
 
     Args:
         accuracy: the probability of the right answer where it counts (1: ``sharp``).
@@ -77,9 +77,9 @@ class Careless(ScriptedAgent):
 
     def act(self, view: dict[str, Any]) -> str:
         right = right_answer(view)
-        if right is None:
-            return tag(view, self.rng.randint(1, view["choices"]))
-        return tag(view, careless_pick(self.rng, right, view["choices"], self.accuracy))
+        if right is None or self.rng.random() >= self.accuracy:
+            return QUIET
+        return tag(view, right)
 
     def __repr__(self) -> str:
         return f"Careless(accuracy={self.accuracy})"
@@ -94,13 +94,17 @@ register_agent("probe_skewed", "random")(RandomChoice)
 
 @register_agent("probe_skewed", "naive")
 class Naive(ScriptedAgent):
-    """Hides the prize behind a uniformly random door; opens uniformly random doors not yet opened."""
+    """Hides the prize behind a uniformly random door; opens the lowest-numbered door still closed (it ignores s).
+
+    The seeker is deterministic so that a tiny model can clone it: a seeker opening random closed doors was cloned
+    as one opening random doors, closed or not (the marginal, not the conditional). Against ``predictable`` both win
+    5 games in 6.
+    """
 
     def act(self, view: dict[str, Any]) -> str:
         if view["role"] == "hider":
             return tag(view, self.rng.randint(1, view["doors"]))
-        closed = [k for k in range(1, view["doors"] + 1) if k not in view["opened"]]
-        return tag(view, self.rng.choice(closed or [1]))
+        return tag(view, (view["closed"] or [1])[0])
 
 
 @register_agent("probe_skewed", "predictable")

@@ -160,11 +160,6 @@ def transcript(view: dict[str, Any]) -> str:
     return "Transcript so far:\n" + ("\n".join(lines) if lines else "  (no messages yet)")
 
 
-def marks(view: dict[str, Any]) -> list[str]:
-    """One compact token per message: the number of its action, ``-`` for talk."""
-    return ["-" if m["kind"] == "talk" else str(m["value"]) for m in view["history"]]
-
-
 # ================================================================================= M1: one decisive turn
 @register_game
 class DecisiveWatch(ProbeGame):
@@ -173,8 +168,9 @@ class DecisiveWatch(ProbeGame):
     Two lookouts keep watch in turns, player 0 first, ``watches`` watches each. On every watch a lookout raises a
     flag, ``[Flag: k]`` with k from 1 to ``choices``, or talks (no tag: no flag). On one watch of each lookout,
     drawn per game (uniform over 1..watches), a ship appears to that lookout alone and shows a flag c (uniform over
-    1..choices): the lookout scores 1 if it raises flag c on that same watch, 0 otherwise. Nothing else it does
-    counts, and the other lookout's moves never change its score. Success: a score of 1.
+    1..choices): the lookout scores 1 if it raises flag c on that same watch, 0 otherwise; the ship answers back at
+    once (the lookout sees whether it hit), but the score comes at the end of the game. Nothing else it does counts,
+    and the other lookout's moves never change its score. Success: a score of 1.
 
     Why it isolates M1: ``watches`` behaviours per player share one outcome, and exactly one of them (its index
     visible in the observation by the ship) made it. An undivided outcome credits every watch alike; a value that
@@ -182,11 +178,15 @@ class DecisiveWatch(ProbeGame):
 
     Compact observation::
 
-        W1 t=4/10 ship=2 | 2 1 3 - 1 2 >
+        W1 t=4/10 ship=2 >
+        W1 t=6/10 ship=2 ans=3 miss >
 
     ``W1``/``W2`` (first or second lookout), the reader's watch (the next one while it waits), ``ship=c`` from the
-    watch of its ship on (then ``ans=k`` too, or ``ans=-`` for no flag, once it answered), then one token per
-    message of both lookouts in order (the flag, or ``-`` for talk) and ``>`` when it is the reader's turn.
+    watch of its ship on, then once it answered ``ans=k`` (``ans=-`` for no flag) and ``hit`` or ``miss``, and
+    ``>`` when it is the reader's turn. The flags raised so far change nothing and are left out (the full format's
+    transcript has them): a tiny model cloned on 40 rounds with them in the prompt answered the ship at chance.
+    ``hit``/``miss`` is what lets the tiny model's value head learn when the outcome was made: from ``ship=2
+    ans=2`` alone (an equality of two tokens) its explained variance stayed at 0.
 
     Args:
         watches: watches per lookout (the game has 2·watches messages).
@@ -251,6 +251,7 @@ class DecisiveWatch(ProbeGame):
             ship_watch=self.decisive[player] if seen else None,
             answered=answered,
             answer=self.answer[player] if answered else None,
+            hit=self.hit(player) if answered else None,
         )
         return view
 
@@ -259,17 +260,17 @@ class DecisiveWatch(ProbeGame):
         if view["ship"] is not None:
             head.append(f"ship={view['ship']}")
         if view["answered"]:
-            head.append(f"ans={'-' if view['answer'] is None else view['answer']}")
-        return " ".join([*head, "|", *marks(view), *([">"] if view["my_turn"] else [])])
+            head += [f"ans={'-' if view['answer'] is None else view['answer']}", "hit" if view["hit"] else "miss"]
+        return " ".join([*head, *([">"] if view["my_turn"] else [])])
 
     def _rules(self, view: dict[str, Any]) -> str:
         return (
             "You are playing Watch, a game for two lookouts. The lookouts keep watch in turns, the first lookout "
             f"first, {view['watches']} watches each. On every watch you raise a flag, [Flag: k] with k from 1 to "
             f"{view['choices']}, or just talk (no tag). On one of your watches, drawn at random, a ship appears to you "
-            "and shows a flag: you score 1 if you raise that same flag on that same watch, 0 otherwise. Nothing else "
-            "you do counts, and the other lookout's flags never change your score. Text inside <think>...</think> is "
-            "private and never shown."
+            "and shows a flag: you score 1 if you raise that same flag on that same watch, 0 otherwise, at the end of "
+            "the game (the ship answers back at once). Nothing else you do counts, and the other lookout's flags never "
+            "change your score. Text inside <think>...</think> is private and never shown."
         )
 
     def _private(self, view: dict[str, Any]) -> str:
@@ -279,7 +280,11 @@ class DecisiveWatch(ProbeGame):
         if not view["answered"]:
             return f"{who} A ship is showing you flag {view['ship']} now, on this watch."
         answer = "no flag" if view["answer"] is None else f"flag {view['answer']}"
-        return f"{who} On watch {view['ship_watch']} a ship showed you flag {view['ship']}; you answered {answer}."
+        result = "it answered back: a hit" if view["hit"] else "it sailed on: a miss"
+        return (
+            f"{who} On watch {view['ship_watch']} a ship showed you flag {view['ship']}; you answered {answer}, and "
+            f"{result}."
+        )
 
 
 # ================================================================================= M2: skewed roles
@@ -306,8 +311,12 @@ class HideAndSeek(ProbeGame):
 
     Compact observations::
 
-        H n=6 s=3 at=5 >            the hider: doors, the seeker's door, where the prize is now; then the opens
-        S n=6 s=3 k=2/5 | 3 4 >     the seeker: doors, its door, messages sent of tries, its opens (- for talk)
+        H n=6 s=3 at=5 >                    the hider: doors, the seeker's door, where the prize is now
+        S n=6 s=3 k=2/5 | closed 1 2 5 6 >  the seeker: doors, its door, messages sent of tries, the doors still closed
+
+    After its message the hider also sees the seeker's opens (``| opened 3 4``). The seeker is shown the doors still
+    closed rather than those it opened (the same information): copying one of the listed numbers is what the tiny
+    model learns (docs/games.md#hide-and-seek-m2).
 
     Args:
         doors: doors in the hall.
@@ -373,6 +382,7 @@ class HideAndSeek(ProbeGame):
     def view(self, player: int) -> dict[str, Any]:
         view = self.base_view(player)
         view.update(doors=self.doors, tries=self.tries, start=self.start, opened=list(self.opened))
+        view["closed"] = [k for k in range(1, self.doors + 1) if k not in self.opened]
         view["sent"] = self.sent(SEEKER)
         if player == HIDER:
             view["prize"] = self.prize
@@ -380,9 +390,13 @@ class HideAndSeek(ProbeGame):
 
     def _render_compact(self, view: dict[str, Any]) -> str:
         head = ["H" if view["role"] == "hider" else "S", f"n={view['doors']}", f"s={view['start']}"]
-        head.append(f"at={view['prize']}" if view["role"] == "hider" else f"k={view['sent']}/{view['tries']}")
-        opens = marks(view)[1:]  # the seeker's messages: the first message is the hider's
-        return " ".join([*head, *(["|", *opens] if opens else []), *([">"] if view["my_turn"] else [])])
+        if view["role"] == "hider":
+            head.append(f"at={view['prize']}")
+            tail = ["|", "opened", *map(str, view["opened"])] if view["opened"] else []
+        else:
+            head.append(f"k={view['sent']}/{view['tries']}")
+            tail = ["|", "closed", *map(str, view["closed"])]
+        return " ".join([*head, *tail, *([">"] if view["my_turn"] else [])])
 
     def _rules(self, view: dict[str, Any]) -> str:
         return (
@@ -400,7 +414,11 @@ class HideAndSeek(ProbeGame):
         if view["role"] == "hider":
             return f"You are the HIDER. The prize is behind door {view['prize']}."
         opened = ", ".join(map(str, view["opened"])) or "none"
-        return f"You are the SEEKER. Messages sent: {view['sent']} of {view['tries']}. Doors opened so far: {opened}."
+        closed = ", ".join(map(str, view["closed"]))
+        return (
+            f"You are the SEEKER. Messages sent: {view['sent']} of {view['tries']}. Doors opened so far: {opened}; "
+            f"still closed: {closed}."
+        )
 
 
 # ================================================================================= M3: a noisy outcome

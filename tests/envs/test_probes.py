@@ -153,7 +153,7 @@ def test_the_seeker_cannot_hide_and_the_hider_moves_on_after_one_message():
 
 
 # ============================================================================ M1: probe_decisive
-def test_decisive_watch_and_ship_are_drawn_per_game_and_shown_on_that_watch_only():
+def test_decisive_watch_and_ship_are_drawn_per_game_and_shown_from_that_watch_on():
     env = envs.make("probe_decisive", obs_format="compact")
     watches = set()
     for seed in range(300):
@@ -170,7 +170,11 @@ def test_decisive_watch_and_ship_are_drawn_per_game_and_shown_on_that_watch_only
             assert ("ship=" in obs) == (watch >= env.decisive[player])
             assert ("ans=" in obs) == (watch > env.decisive[player])
             if watch == env.decisive[player]:
-                assert f"ship={env.ship[player]} |" in obs
+                assert obs == f"W{player + 1} t={watch}/10 ship={env.ship[player]} >"
+            if watch > env.decisive[player]:
+                answer = "-" if env.answer[player] is None else env.answer[player]
+                result = "hit" if env.hit(player) else "miss"
+                assert obs.endswith(f" ship={env.ship[player]} ans={answer} {result} >")
             env.step(player, agents[player].act(env.view(player)))
     assert watches == set(range(1, 11))
 
@@ -237,7 +241,7 @@ def test_hide_and_seek_rules():
 
 
 def test_role_frequencies_and_success_rates_are_skewed_as_documented():
-    """The defining property (docs/games.md#probe_skewed), measured as the probe config trains: the `naive`
+    """The defining property (docs/games.md#hide-and-seek-m2), measured as the probe config trains: the `naive`
     teacher in the learner's seat against the `predictable` opponent, 200 seeded games per role. The hider writes
     one message a game and wins about 1 in 6; the seeker writes about 3.3 and wins about 5 in 6."""
     hider = _play("probe_skewed", ("naive", "predictable"), range(200))
@@ -335,15 +339,15 @@ def test_noise_reverses_a_share_of_outcomes_and_the_clean_value_is_recoverable()
             flips.append(flipped)
             noisy_rewards.append(noisy_outcome.rewards[player])
             clean_rewards.append(value)
-    assert differs > 300
+    assert differs > 200  # a reversed 0 (no lot, the middle lot) is still 0
     assert 0.27 <= statistics.mean(flips) <= 0.33
     # E[reward] = (1 - 2p) · clean: recovered from the noisy mean within its sampling error (2000 rewards)
     assert statistics.mean(noisy_rewards) / (1 - 2 * 0.3) == pytest.approx(statistics.mean(clean_rewards), abs=0.1)
 
 
-@pytest.mark.parametrize(("agent", "low", "high"), [("random", -0.1, 0.1), ("careless", 0.28, 0.37), ("sharp", 1, 1)])
+@pytest.mark.parametrize(("agent", "low", "high"), [("random", -0.1, 0.1), ("careless", 0.50, 0.60), ("sharp", 1, 1)])
 def test_noisy_ladder_clean_scores(agent, low, high):
-    """Clean mean scores: `careless` takes the best lot 55% of the time (0.55 − 0.45/2 = 0.325 expected)."""
+    """Clean mean scores: `careless` takes the best lot 55% of the time and otherwise none (0.55 expected)."""
     played = _play("probe_noisy", (agent, "random"), range(1000))
     assert low <= statistics.mean(outcome.metrics["clean_reward_first"] for _, outcome in played) <= high
 
