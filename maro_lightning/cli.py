@@ -195,7 +195,7 @@ def _add_evaluate(commands: Any) -> None:
         help="paired evaluation: checkpoints and scripted agents on the same held-out games",
         description="Every line (a checkpoint's policy, or a scripted agent in the learner's seat) plays the same "
         "held-out games of every condition: the training opponents, the game's other scripted agents (held out) "
-        "and, with --held-out-option, other game parameters. Prints per-line results with 95%% intervals and "
+        "and, with --held-out-option, other game parameters. Prints per-line results with 95% intervals and "
         "paired differences with standard errors; writes evaluation.csv, evaluation_pairs.csv and evaluation.json.",
     )
     evaluate.add_argument("checkpoints", nargs="+", metavar="[NAME=]CKPT", help="checkpoints of `maro fit` runs")
