@@ -18,8 +18,9 @@ Resumable: a cell is skipped when its ``cell.json`` records a successful run of 
 scratch. Once every arm of a (setting, seed) has finished, one ``maro evaluate`` (``OUT/SETTING/seedSEED/
 evaluation``; skipped when its ``evaluation.json`` is newer than the arms' checkpoints and has as many episodes)
 plays the warm start and every arm's ``last.ckpt`` on ``--episodes`` (400) held-out games against every scripted
-opponent of the setting's games. The arms share one warm start when their ``warm_start.ckpt`` policies are equal
-(cloning does not depend on the credit switches; this is checked), otherwise each arm's own is evaluated.
+opponent of the setting's games, and under the held-out game options its ``EvaluationReport`` names (if any). The
+arms share one warm start when their ``warm_start.ckpt`` policies are equal (cloning does not depend on the credit
+switches; this is checked), otherwise each arm's own is evaluated.
 
 Outputs in OUT: ``ablation.csv`` (per setting, seed, arm, condition and role: reward, success, deal and invalid
 rates, Δ vs the warm start and vs ``maro`` with their paired SE, the run's last ``train/utility_explained_variance``
@@ -227,6 +228,7 @@ def run_evaluation(group: list[Cell], max_steps: int | None, episodes: int, env:
     lines = warm_start_lines(lasts) | lasts  # the warm starts first: every arm's Δ vs its warm start is a pair
     command = [*MARO, "evaluate", *(f"{name}={path}" for name, path in lines.items())]
     command += ["--scripted", "none", "--episodes", str(episodes), "--out", str(directory)]
+    command += held_out_option_args(setting)
     say(f"{label}/evaluation: {len(lines)} lines × {episodes} games per condition")
     start = time.monotonic()
     with (directory / "evaluate.log").open("w") as log:
@@ -234,6 +236,18 @@ def run_evaluation(group: list[Cell], max_steps: int | None, episodes: int, env:
     status = "done" if returncode == 0 else f"FAILED (exit {returncode}), log: {directory / 'evaluate.log'}"
     say(f"{label}/evaluation: {status} in {time.monotonic() - start:.0f} s")
     return returncode == 0
+
+
+def held_out_option_args(setting: str) -> list[str]:
+    """``--held-out-option KEY=VALUE`` for each held-out game option of the setting's ``EvaluationReport`` (e.g. the
+    M3 probe's ``noise: 0``, the clean score of the same decisions), so the ablation is judged as the setting is."""
+    config = yaml.safe_load(Path(setting).read_text()) or {}
+    args: list[str] = []
+    for callback in (config.get("trainer") or {}).get("callbacks") or []:
+        if isinstance(callback, dict) and str(callback.get("class_path", "")).endswith("EvaluationReport"):
+            for options in ((callback.get("init_args") or {}).get("held_out_options") or {}).values():
+                args += [arg for key, value in options.items() for arg in ("--held-out-option", f"{key}={value!r}")]
+    return args
 
 
 def run_all(cells: list[Cell], max_steps: int | None, episodes: int, jobs: int) -> bool:

@@ -202,3 +202,11 @@ def test_the_table_averages_the_conditions_then_gives_mean_and_se_over_seeds(tmp
     assert "| maro | bazaar/buyer | 0.300 ± 0.100 | +0.200 ± 0.100 | — |  |" in table
     assert "| no_m2 | bazaar/seller | 0.675 ± 0.125 | +0.575 ± 0.125 | +0.075 ± 0.025 | -0.300 ± 0.000 |" in table
     assert ablation.plot(rows, tmp_path / "ablation.png").stat().st_size > 0
+
+
+def test_the_settings_held_out_options_reach_the_evaluation():
+    noisy = ROOT / "configs" / "probes" / "m3_noisy.yaml"
+    assert ablation.held_out_option_args(str(noisy)) == ["--held-out-option", "noise=0.0"]  # the clean score
+    demo = ROOT / "configs" / "demo.yaml"
+    assert ablation.held_out_option_args(str(demo)) == ["--held-out-option", "listing_range=[120, 200]"]
+    assert ablation.held_out_option_args(str(ROOT / "configs" / "mafia.yaml")) == []  # no EvaluationReport
