@@ -26,6 +26,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from maro_lightning import checkpoints
 from maro_lightning import distributed
 from maro_lightning import envs
+from maro_lightning import fsdp
 from maro_lightning.credit import BehaviourSample
 from maro_lightning.credit import CreditAssigner
 from maro_lightning.credit import CreditConfig
@@ -150,10 +151,10 @@ class SimulationCallback(L.Callback):
         if stage == "fit" and self.uses_opponent:
             pl_module.add_snapshot(OPPONENT)  # before configure_model: made there, restored by a resume
         if isinstance(trainer.strategy, FSDPStrategy):
-            rank_zero_warn(
-                "SimulationCallback under FSDP has not been run yet: generation and the frozen snapshots work on "
-                "the policy outside FSDP's forward, and ranks must run the same number of forwards. For a model "
-                "that fits on one GPU, --trainer.strategy ddp is the tested path."
+            raise ConfigError(
+                "trainer.strategy FSDPStrategy (FSDP1) is not supported: shard with FSDP2 through "
+                "lightning.pytorch.strategies.ModelParallelStrategy (data_parallel_size: <processes>, "
+                "tensor_parallel_size: 1), as configs/gpu_fsdp.yaml does"
             )
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: MaroModule) -> None:
@@ -218,7 +219,7 @@ class SimulationCallback(L.Callback):
         engine = self._engine(module)
         seed = self.round_seed(trainer.global_rank)
         opponents = _LeaguePool(self.league, module) if self.uses_opponent else None
-        with seeded(seed, module.device):
+        with seeded(seed, module.device), fsdp.full_parameters(module):  # sharded: gathered once for the round
             games = engine.play(self.games_per_round, seed, module.policy_backend(), opponents, imitate=imitate)
         played = time.perf_counter()
         self._record_league(games)
@@ -446,6 +447,13 @@ class EvaluationReport(L.Callback):
         self.episodes, self.temperature, self.seed = episodes, temperature, seed
         self.opponents, self.held_out_options = opponents, held_out_options
         self.report: Report | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if fsdp.data_parallel_mesh(trainer) is not None:
+            raise ConfigError(
+                "EvaluationReport does not run under FSDP (it plays on rank 0 alone, and a sharded policy plays on "
+                "every rank): remove it and evaluate the saved checkpoint with `maro evaluate`"
+            )
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: MaroModule) -> None:
         if not trainer.is_global_zero:  # the games and files of one process suffice; on_fit_end is not collective

@@ -16,7 +16,6 @@ LightningCLI.
 
 from __future__ import annotations
 
-import copy
 from collections import deque
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from torch import Tensor
 from maro_kernels import IMPLS
 from maro_kernels import fused_pg_loss
 from maro_lightning import distributed
+from maro_lightning import fsdp
 from maro_lightning.batch import TrajectoryBatch
 from maro_lightning.credit import BehaviourSample
 from maro_lightning.credit import CreditAssigner
@@ -182,7 +182,9 @@ class MaroModule(L.LightningModule):
     # ------------------------------------------------------------------------------------------ the model
     def configure_model(self) -> None:
         """Build the policy, its tokenizer, the head and the frozen snapshots; once (Lightning calls this
-        from every fit/validate/test, and inside the strategy's init context for sharded strategies)."""
+        from every fit/validate/test, and inside the strategy's init context for sharded strategies). Under a
+        ``ModelParallelStrategy``, then shard with FSDP2 (:func:`maro_lightning.fsdp.shard`); the snapshots stay
+        full, unsharded copies (docs/design.md#fsdp)."""
         if self.policy is not None:
             return
         if self.policy_name is None:
@@ -193,20 +195,23 @@ class MaroModule(L.LightningModule):
         self.utility_head = UtilityHead(hidden, **asdict(self.head_config))
         for name in sorted(self.snapshot_names):
             self.add_snapshot(name)
+        mesh = fsdp.data_parallel_mesh(self._trainer)
+        if mesh is not None:
+            fsdp.shard(self, self.policy, mesh)
 
     def add_snapshot(self, name: str) -> torch.nn.Module:
         """A frozen copy of the policy under ``name`` (made once; refreshed by :meth:`refresh_snapshot`)."""
         self.snapshot_names.add(name)
         if name not in self.snapshots and self.policy is not None:
-            snapshot = copy.deepcopy(self.policy).requires_grad_(False).eval()
+            snapshot = fsdp.plain_copy(self.policy).requires_grad_(False).eval()
             if name in self._pending_snapshots:  # restored from a checkpoint before the copy existed
                 snapshot.load_state_dict(self._pending_snapshots.pop(name))
             self.snapshots[name] = snapshot
         return self.snapshots.get(name)
 
     def refresh_snapshot(self, name: str) -> None:
-        """Copy the policy's current weights into the snapshot ``name``."""
-        self.add_snapshot(name).load_state_dict(self.policy.state_dict())
+        """Copy the policy's current weights into the snapshot ``name`` (gathered whole when sharded)."""
+        self.add_snapshot(name).load_state_dict(fsdp.full_state_dict(self.policy))
 
     def policy_from_checkpoint(self, path: str | Path) -> torch.nn.Module:
         """A frozen copy of the policy holding the weights of ``path``, a checkpoint of the same model (e.g. this
@@ -214,7 +219,7 @@ class MaroModule(L.LightningModule):
         checkpoint = torch.load(path, map_location=self.device, weights_only=True)
         prefix = "policy."
         weights = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-        policy = copy.deepcopy(self.policy).requires_grad_(False).eval()
+        policy = fsdp.plain_copy(self.policy).requires_grad_(False).eval()
         policy.load_state_dict(weights)
         return policy
 
@@ -237,17 +242,20 @@ class MaroModule(L.LightningModule):
 
     def score(self, games: list[PlayedGame], forward: bool = True) -> ScoredRound:
         """The no-grad scoring forward of a played round (old and reference log-probs, V and Q); without
-        ``forward``, only the token ids (behaviour cloning needs nothing else)."""
-        return score_round(
-            self.policy,
-            self.utility_head,
-            games,
-            reference=self.snapshot(REFERENCE) if self.loss_config.beta > 0 and forward else None,
-            temperature=self.temperature,
-            batch_size=self.score_batch_size,
-            pad_id=self.pad_id,
-            forward=forward,
-        )
+        ``forward``, only the token ids (behaviour cloning needs nothing else). Sharded, the forwards gather
+        layer by layer and every rank runs as many (collective)."""
+        with fsdp.full_parameters(self, layers=False):
+            return score_round(
+                self.policy,
+                self.utility_head,
+                games,
+                reference=self.snapshot(REFERENCE) if self.loss_config.beta > 0 and forward else None,
+                temperature=self.temperature,
+                batch_size=self.score_batch_size,
+                pad_id=self.pad_id,
+                forward=forward,
+                lockstep=fsdp.lockstep(self.policy),
+            )
 
     def credit_round(self, scored: ScoredRound, assigner: CreditAssigner | None = None) -> list[BehaviourSample]:
         """Credit a scored round over all ranks' episodes: with the module's assigner through this module's hooks,
@@ -347,7 +355,7 @@ class MaroModule(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         grads = [p.grad for p in self.parameters() if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        norm = fsdp.global_norm(grads) if grads else torch.zeros((), device=self.device)  # whole over FSDP shards
         skip = self._skip_step or not self._finite("gradient", {"grad_norm": norm})  # _skip_step: same on all ranks
         self._skip_step = False
         if skip:
@@ -439,7 +447,7 @@ class MaroModule(L.LightningModule):
         if self.ladder_metric is None:
             keys = ladder_keys(self.trainer.datamodule.evaluation)
             self.ladder_metric = OutcomeMetric(keys).to(self.device)
-        with seeded(match.seed, self.device):
+        with seeded(match.seed, self.device), fsdp.full_parameters(self):
             games = play_match(match, self.policy_backend(), self.tokenizer, self.sampling)
         keys, rewards, success = match_outcomes(match, games)
         self.ladder_metric.update(keys, rewards, success)

@@ -19,6 +19,7 @@ from torch import Tensor
 from transformers import PreTrainedModel
 
 from maro_kernels import selective_logprobs
+from maro_lightning import distributed
 from maro_lightning.batch import Pair
 from maro_lightning.batch import response_positions
 from maro_lightning.batch import right_pad
@@ -73,12 +74,16 @@ def score_round(
     batch_size: int = 64,
     pad_id: int = 0,
     forward: bool = True,
+    lockstep: bool = False,
 ) -> ScoredRound:
     """V, Q, old (and reference) log-probs of every policy behaviour of ``games``, ``batch_size`` rows per
     forward. ``temperature`` divides the logits as in sampling, so the log-probs are the sampler's.
 
     ``forward=False`` skips the model (V = Q = 0, no log-probs): behaviour cloning rounds need none of it, as
-    their loss is the teacher's likelihood and the utility head regresses the outcome."""
+    their loss is the teacher's likelihood and the utility head regresses the outcome.
+
+    With ``lockstep`` (``model`` is sharded by FSDP: each forward gathers its layers over the ranks), every rank
+    runs as many forwards of ``model`` as the rank with the most batches, the extra ones on a one-token no-op row."""
     episodes = [Episode.from_env(g.env, policy_players=g.policy_players, prompts=g.prompts) for g in games]
     game_of = {id(episode): game for episode, game in zip(episodes, games, strict=True)}
     pairs = [
@@ -94,9 +99,12 @@ def score_round(
     ref: list[Tensor | None] = [None] * n
     # Batches of similar lengths waste little on padding; the results go back to flattening order.
     order = sorted(range(n), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    batches = [order[start : start + batch_size] for start in range(0, n, batch_size)]
+    no_ops = distributed.max_over_ranks([len(batches)])[0] - len(batches) if lockstep else 0
     with _eval_mode(model), _eval_mode(reference):
-        for start in range(0, n, batch_size):
-            rows = order[start : start + batch_size]
+        for _ in range(no_ops):
+            response_logprobs(model, [([pad_id], [pad_id])], pad_id, temperature)
+        for rows in batches:
             chunk = [pairs[i] for i in rows]
             hidden, logprobs = response_logprobs(model, chunk, pad_id, temperature)
             v, q = head.behaviour_values(hidden, *_last_positions(chunk, hidden.device))

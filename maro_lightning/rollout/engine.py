@@ -17,6 +17,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from maro_lightning import distributed
 from maro_lightning import envs
 from maro_lightning.rollout.generation import GenerationBackend
 from maro_lightning.rollout.generation import SamplingConfig
@@ -156,20 +157,37 @@ class RolloutEngine:
         (sampling draws from torch's RNG). A game's frozen seats play one member of the ``frozen`` pool (a
         league of past policies), drawn from the game's seed; without a pool they play ``policy``.
         With ``imitate``, each game's ``teacher`` plays the learner's seat and its text is recorded as the
-        learner's behaviours (token ids included), as if the policy had written it; it plays the frozen seats too."""
+        learner's behaviours (token ids included), as if the policy had written it; it plays the frozen seats too.
+
+        With a ``collective`` policy backend (sharded by FSDP), every rank sweeps until the games of all ranks are
+        over, and asks the policy once per sweep, with nothing when none of its seats is due (the backend then
+        matches its calls over the ranks); a stop on any rank stops all."""
         if imitate and any(spec.teacher is None for spec in self.games):
             missing = [spec.name for spec in self.games if spec.teacher is None]
             raise ValueError(f"imitation needs a teacher for every game; {missing} have none")
         start = time.perf_counter()
         games = [self._new_game(seed, imitate, frozen) for seed in seeds]
         self.stats = RolloutStats(games=len(games))
-        while any(not g.env.done for g in games):
-            if self.should_stop is not None and self.should_stop():
-                raise RolloutInterrupted(f"the round was given up after {self.stats.games} games were dealt")
-            for member, batch in self._sweep(games).items():
+        lockstep = getattr(policy, "collective", False)
+        while self._sweep_again(games, lockstep):
+            requests = self._sweep(games)
+            if lockstep:
+                requests.setdefault(None, [])
+            for member, batch in requests.items():
                 self._answer(batch, policy if member is None else frozen.backend(member))
         self.stats.seconds = time.perf_counter() - start
         return games
+
+    def _sweep_again(self, games: list[PlayedGame], lockstep: bool) -> bool:
+        """Whether a game is unfinished (in lock-step: on any rank); raises RolloutInterrupted when ``should_stop``
+        says so (in lock-step: on any rank) before all are over."""
+        unfinished = any(not g.env.done for g in games)
+        stop = unfinished and self.should_stop is not None and self.should_stop()
+        if lockstep:
+            unfinished, stop = map(bool, distributed.max_over_ranks([unfinished, stop]))
+        if stop:
+            raise RolloutInterrupted(f"the round was given up after {self.stats.games} games were dealt")
+        return unfinished
 
     def _new_game(self, seed: int, imitate: bool, frozen: OpponentPool | None) -> PlayedGame:
         """The game of ``seed``; the teacher's seed is drawn last, so imitation changes nothing else, and the

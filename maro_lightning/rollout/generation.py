@@ -13,6 +13,8 @@ import torch
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase
 
+from maro_lightning import distributed
+from maro_lightning import fsdp
 from maro_lightning.models import pad_id
 
 
@@ -40,7 +42,10 @@ class SamplingConfig:
 
 
 class GenerationBackend(Protocol):
-    """Anything that turns prompts (token ids) into completions (token ids, EOS included when produced)."""
+    """Anything that turns prompts (token ids) into completions (token ids, EOS included when produced).
+
+    A backend whose ``generate`` is collective (every rank must call it as often: a model sharded by FSDP) says so
+    with a true ``collective`` attribute, and the engine then sweeps in lock-step over the ranks."""
 
     def generate(self, prompts: list[list[int]], sampling: SamplingConfig) -> list[list[int]]: ...
 
@@ -61,17 +66,24 @@ class HFGenerate:
         model: a causal LM; evaluated in ``eval()`` mode under ``torch.no_grad`` and restored after.
         tokenizer: gives the pad and EOS ids.
         batch_size: prompts per ``generate`` call (bounds activation memory; 0 = all at once).
+
+    With a model that FSDP shards over several ranks (``collective``), every rank makes as many ``generate`` calls
+    as the rank with the most batches, padding with one-token no-op prompts: transformers syncs every decoding step
+    of an FSDP model over the ranks (``synced_gpus``), so an extra call on one rank alone would hang.
     """
 
     def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 0) -> None:
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.collective = fsdp.lockstep(model)
 
     def generate(self, prompts: list[list[int]], sampling: SamplingConfig) -> list[list[int]]:
         size = self.batch_size or max(len(prompts), 1)
-        completions: list[list[int]] = []
-        for start in range(0, len(prompts), size):
-            completions.extend(self._generate_batch(prompts[start : start + size], sampling))
-        return completions
+        batches = [prompts[start : start + size] for start in range(0, len(prompts), size)]
+        if self.collective:
+            calls = distributed.max_over_ranks([len(batches)])[0]
+            batches += [[[self.pad_id]]] * (calls - len(batches))  # no-op work; its completion is dropped below
+        completions = [c for batch in batches for c in self._generate_batch(batch, sampling)]
+        return completions[: len(prompts)]
 
     @torch.no_grad()
     def _generate_batch(self, prompts: list[list[int]], sampling: SamplingConfig) -> list[list[int]]:

@@ -23,6 +23,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
+from maro_lightning import fsdp
 from maro_lightning.rollout.generation import GenerationBackend
 
 
@@ -89,8 +90,9 @@ class League:
 
     def add(self, model: torch.nn.Module, joined: int) -> Member:
         """A copy of ``model``'s weights joins as the newest member (at round ``joined``); the oldest leaves when
-        the league is full."""
-        weights = {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+        the league is full. Every rank calls it together when FSDP shards ``model``."""
+        state = fsdp.full_state_dict(model)  # gathered whole when FSDP shards the model (collective)
+        weights = {name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()}
         member = Member(self.next_id, joined, weights)
         self.members = [*self.members, member][-self.config.size :]
         self.next_id += 1
