@@ -3,7 +3,8 @@
 ``python fsdp_run.py OUT``; Lightning starts the second rank by running this file again. Each rank trains 4 steps of
 the tiny model (a warm-start round, then an RL round: generation, scoring, the reference's refresh, a league member)
 with more games on rank 1 than on rank 0 and gradient clipping on, saving a checkpoint at step 2; then, in the same
-processes, resumes from it to step 4. Each rank writes what it saw to ``OUT/rank{r}.json``.
+processes, resumes from it to step 4 and plays one ladder match per rank (``validate``). Each rank writes what it saw
+to ``OUT/rank{r}.json``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class Probe(L.Callback):
         self.record["snapshot_sum"] = float(sum(t.double().sum() for t in snapshot.state_dict().values()))
 
 
-def fit(out: Path, ckpt_path: Path | None = None) -> tuple[dict, dict[str, torch.Tensor]]:
+def fit(out: Path, ckpt_path: Path | None = None) -> tuple[L.Trainer, MaroModule, dict]:
     L.seed_everything(0, verbose=False)
     probe = Probe()
     checkpoints = ModelCheckpoint(dirpath=out, every_n_train_steps=2, save_top_k=-1, filename="{step}")
@@ -99,15 +100,20 @@ def fit(out: Path, ckpt_path: Path | None = None) -> tuple[dict, dict[str, torch
     )
     module = tiny_module(score_batch_size=4, generation_batch_size=2)
     trainer.fit(module, datamodule=data(batch_size=4), ckpt_path=ckpt_path)
-    return probe.record, fsdp.full_state_dict(module)
+    return trainer, module, probe.record
 
 
 def main(out: Path) -> None:
-    straight, final = fit(out / "straight")
-    resumed, resumed_final = fit(out / "resumed", ckpt_path=out / "straight" / "step=2.ckpt")
+    _, module, straight = fit(out / "straight")
+    final = fsdp.full_state_dict(module)
+    trainer, module, resumed = fit(out / "resumed", ckpt_path=out / "straight" / "step=2.ckpt")
+    resumed_final = fsdp.full_state_dict(module)
     resumed["params_equal"] = final.keys() == resumed_final.keys() and all(
         torch.equal(final[k], resumed_final[k]) for k in final
     )
+    trainer.limit_val_batches = 1  # one match per rank: the ladder's generation in lock-step too
+    metrics = trainer.validate(module, datamodule=trainer.datamodule, verbose=False)[0]
+    resumed["validated"] = sorted(k for k in metrics if k.startswith("val/invalid_rate/"))
     rank = torch.distributed.get_rank()
     (out / f"rank{rank}.json").write_text(json.dumps({"straight": straight, "resumed": resumed}))
 

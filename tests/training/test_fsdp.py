@@ -15,7 +15,7 @@ SCRIPT = Path(__file__).with_name("fsdp_run.py")
 LIMIT_S = 240  # about 20 s on an idle 2-core machine; a hang (a rank alone in a collective) ends here
 
 
-def test_two_fsdp_ranks_step_in_lockstep_clip_globally_and_resume(tmp_path):
+def test_two_fsdp_ranks_play_in_lockstep_clip_globally_and_resume(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in {"MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "NODE_RANK"}}
     env.pop("LOCAL_RANK", None)  # set, Lightning would not start the second rank
     command = ["timeout", "-k", "10", str(LIMIT_S), sys.executable, str(SCRIPT), str(tmp_path)]
@@ -27,6 +27,7 @@ def test_two_fsdp_ranks_step_in_lockstep_clip_globally_and_resume(tmp_path):
     straight, resumed = [r["straight"] for r in ranks], [r["resumed"] for r in ranks]
 
     assert [r["games_per_round"] for r in straight] == [3, 5]  # uneven work per rank
+    assert resumed[0]["validated"] and resumed[0]["validated"] != resumed[1]["validated"]  # a ladder match each
     for runs in (straight, resumed):  # lock-step: as many policy forwards and generate calls on every rank
         assert runs[0]["forwards"] == runs[1]["forwards"] > 0
         assert runs[0]["generates"] == runs[1]["generates"] > 0
