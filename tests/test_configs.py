@@ -85,20 +85,22 @@ def test_fit_without_a_config_uses_the_demo(capsys):
     assert printed["trainer"]["default_root_dir"] == "runs/demo"
 
 
-def test_the_gpu_config_builds_its_fsdp_wrap_policy():
-    """Parsed and instantiated on CPU: the YAML class list becomes FSDP's ModuleWrapPolicy (not run on GPUs)."""
+def test_the_gpu_config_builds_its_fsdp2_strategy():
+    """Parsed and instantiated on CPU: FSDP2 through ModelParallelStrategy over every GPU, data parallel only, with
+    single-file checkpoints (the FSDP2 path runs on CPU in tests/training/test_fsdp.py; this config not on GPUs)."""
     from jsonargparse import ArgumentParser
-    from lightning.pytorch.strategies import FSDPStrategy
+    from lightning.pytorch.strategies import ModelParallelStrategy
     from lightning.pytorch.strategies import Strategy
-    from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer
 
     config = yaml.safe_load((DEMO_CONFIG.parent / "gpu_fsdp.yaml").read_text())
     parser = ArgumentParser(exit_on_error=False)
     parser.add_subclass_arguments(Strategy, "strategy")
     strategy = parser.instantiate(parser.parse_object({"strategy": config["trainer"]["strategy"]})).strategy
-    assert isinstance(strategy, FSDPStrategy)
-    assert Qwen2DecoderLayer in strategy.kwargs["auto_wrap_policy"]._module_classes
+    assert isinstance(strategy, ModelParallelStrategy)
+    assert (strategy._data_parallel_size, strategy._tensor_parallel_size) == (config["trainer"]["devices"], 1)
+    assert not strategy._save_distributed_checkpoint
     assert config["trainer"]["precision"] == "bf16-mixed" and config["model"]["init_args"]["dtype"] == "float32"
+    assert config["trainer"]["gradient_clip_val"] == 1.0
 
 
 @pytest.mark.parametrize(

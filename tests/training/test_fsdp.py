@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from maro_lightning.cli import main
+
 SCRIPT = Path(__file__).with_name("fsdp_run.py")
 LIMIT_S = 240  # about 20 s on an idle 2-core machine; a hang (a rank alone in a collective) ends here
 
@@ -44,3 +46,6 @@ def test_two_fsdp_ranks_play_in_lockstep_clip_globally_and_resume(tmp_path):
         assert resumed_rank["losses"] == straight_rank["losses"][2:]
         assert resumed_rank["grad_norms"] == straight_rank["grad_norms"][2:]
         assert resumed_rank["params_equal"]
+    # the single-file checkpoint holds the whole policy: one process plays it, unsharded
+    checkpoint = tmp_path / "straight" / "step=4.ckpt"
+    assert main(["play", "--game", "bazaar", "--seats", "policy,linear", "--checkpoint", str(checkpoint)]) == 0
