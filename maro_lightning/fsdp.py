@@ -7,7 +7,8 @@ directly (the fused loss takes the weight, not logits), so the root's parameters
 computes: ``training_step`` runs as an FSDP forward method (FSDP gathers the root before it and keeps it until the
 backward), and the rollout and the ladder gather explicitly with :func:`full_parameters`.
 
-Every function here that gathers is collective: every rank calls it, in the same order.
+Every function here that gathers is collective: every rank calls it, in the same order. Lightning is imported only where a trainer is at hand: the rollout package, which asks :func:`is_sharded` of every
+model it generates with, stays free of it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ import copy
 from collections.abc import Iterable
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-import lightning as L
 import torch
-from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import Tensor
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
@@ -31,6 +31,9 @@ from torch.distributed.tensor import DTensor
 from maro_lightning import distributed
 from maro_lightning.errors import ConfigError
 
+if TYPE_CHECKING:
+    import lightning as L
+
 
 def data_parallel_mesh(trainer: L.Trainer | None) -> DeviceMesh | None:
     """The mesh to shard over when ``trainer`` runs a ``ModelParallelStrategy``, else None.
@@ -38,6 +41,8 @@ def data_parallel_mesh(trainer: L.Trainer | None) -> DeviceMesh | None:
     Raises:
         ConfigError: for tensor parallelism (``tensor_parallel_size`` > 1), which the module does not support.
     """
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
     if trainer is None or not isinstance(trainer.strategy, ModelParallelStrategy):
         return None
     mesh = trainer.strategy.device_mesh
@@ -84,7 +89,8 @@ def lockstep(model: nn.Module) -> bool:
 def full_parameters(module: nn.Module, layers: bool = True) -> Iterator[None]:
     """Inside the block the root unit's parameters are whole (one all-gather); with ``layers``, every decoder
     layer's too, kept through forwards, so that generation gathers nothing more; without, each layer gathers in its
-    own forward and frees after it. Resharded on exit. A no-op when ``module`` is not sharded."""
+    own forward and frees after it. Resharded on exit, so blocks do not nest. A no-op when ``module`` is not
+    sharded."""
     if not isinstance(module, FSDPModule):
         yield
         return
@@ -106,7 +112,7 @@ def full_parameters(module: nn.Module, layers: bool = True) -> Iterator[None]:
 
 def full_state_dict(model: nn.Module) -> dict[str, Tensor]:
     """``model.state_dict()`` with every sharded tensor all-gathered into a whole one (on its device)."""
-    return {k: v.full_tensor() if isinstance(v, DTensor) else v for k, v in model.state_dict().items()}
+    return {k: _whole(v) for k, v in model.state_dict().items()}
 
 
 def plain_copy(model: nn.Module) -> nn.Module:
@@ -126,5 +132,9 @@ def plain_copy(model: nn.Module) -> nn.Module:
 def global_norm(grads: Iterable[Tensor]) -> Tensor:
     """The 2-norm of all ``grads`` together, whole over every rank's shards when they are sharded (the same value on
     every rank)."""
-    norm = torch.nn.utils.get_total_norm(list(grads))
-    return norm.full_tensor() if isinstance(norm, DTensor) else norm
+    return _whole(torch.nn.utils.get_total_norm(list(grads)))
+
+
+def _whole(tensor: Tensor) -> Tensor:
+    """A sharded tensor (a DTensor) gathered into a plain one; any other tensor as it is."""
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
