@@ -7,8 +7,9 @@ directly (the fused loss takes the weight, not logits), so the root's parameters
 computes: ``training_step`` runs as an FSDP forward method (FSDP gathers the root before it and keeps it until the
 backward), and the rollout and the ladder gather explicitly with :func:`full_parameters`.
 
-Every function here that gathers is collective: every rank calls it, in the same order. Lightning is imported only where a trainer is at hand: the rollout package, which asks :func:`is_sharded` of every
-model it generates with, stays free of it.
+Every function here that gathers is collective: every rank calls it, in the same order. Lightning is imported only
+where a trainer is at hand: the rollout package, which asks :func:`is_sharded` of every model it generates with,
+stays free of it.
 """
 
 from __future__ import annotations
