@@ -14,7 +14,7 @@ import pytest
 from maro_lightning.cli import main
 
 SCRIPT = Path(__file__).with_name("fsdp_run.py")
-LIMIT_S = 240  # it took 30-55 s on 2 cores shared with other runs; a hang (a rank alone in a collective) ends here
+LIMIT_S = 240  # 30-70 s on 2 busy cores (45 s of CPU); a hang (a rank alone in a collective) ends here
 
 
 def test_two_fsdp_ranks_play_in_lockstep_clip_globally_and_resume(tmp_path):
