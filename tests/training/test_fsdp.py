@@ -1,17 +1,23 @@
-"""FSDP2 on CPU: two gloo ranks through Lightning's ModelParallelStrategy (docs/design.md#fsdp). One test, one launch
-of ``fsdp_run.py`` (a straight run and a resume in the same two processes), as every start of two ranks costs
-seconds. Lightning launches the second rank by running the script again, so it cannot run inside pytest's process;
-``timeout -k`` bounds it, because a rank blocked in a collective ignores SIGTERM."""
+"""FSDP2 on CPU: two gloo ranks through Lightning's ModelParallelStrategy (docs/design.md#fsdp). The two ranks are one
+test, one launch of ``fsdp_run.py`` (a straight run and a resume in the same two processes), as every start of two
+ranks costs seconds. Lightning launches the second rank by running the script again, so it cannot run inside pytest's
+process; ``timeout -k`` bounds it, because a rank blocked in a collective ignores SIGTERM."""
 
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+from helpers import data
+from helpers import simulation
+from helpers import tiny_module
+from lightning.pytorch.strategies import FSDPStrategy
 
 from maro_lightning.cli import main
+from maro_lightning.errors import ConfigError
 
 SCRIPT = Path(__file__).with_name("fsdp_run.py")
 LIMIT_S = 240  # 30-70 s on 2 busy cores (45 s of CPU); a hang (a rank alone in a collective) ends here
@@ -49,3 +55,9 @@ def test_two_fsdp_ranks_play_in_lockstep_clip_globally_and_resume(tmp_path):
     # the single-file checkpoint holds the whole policy: one process plays it, unsharded
     checkpoint = tmp_path / "straight" / "step=4.ckpt"
     assert main(["play", "--game", "bazaar", "--seats", "policy,linear", "--checkpoint", str(checkpoint)]) == 0
+
+
+def test_fsdp1_is_refused_with_the_way_to_fsdp2():
+    trainer = SimpleNamespace(strategy=FSDPStrategy(), datamodule=data())
+    with pytest.raises(ConfigError, match="ModelParallelStrategy"):
+        simulation().setup(trainer, tiny_module(), "fit")
