@@ -309,7 +309,7 @@ def load_policy(
     attn_implementation: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A causal LM and its tokenizer from a Hugging Face id or a local folder (a saved tiny model too)."""
-    tokenizer = _load_tokenizer(name_or_path)
+    tokenizer = load_tokenizer(name_or_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # decoder-only models often ship no pad token
     tokenizer.padding_side = "left"
@@ -319,10 +319,10 @@ def load_policy(
     return model, tokenizer
 
 
-def _load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
-    """The folder's tokenizer. A generic ``tokenizers`` tokenizer (the tiny model's, exported by
-    ``MaroModule.save_pretrained``) loads as exactly that: ``AutoTokenizer`` would pick the tokenizer class of the
-    model type in ``config.json`` (Qwen2's) and replace its pre-tokenizer, splitting "$92" differently."""
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a Hugging Face id or local folder. A generic ``tokenizers`` tokenizer (the tiny model's,
+    exported by ``MaroModule.save_pretrained``) loads as exactly that: ``AutoTokenizer`` would pick the tokenizer
+    class of the model type in ``config.json`` (Qwen2's) and replace its pre-tokenizer, splitting "$92" differently."""
     config = Path(name_or_path) / "tokenizer_config.json"
     if config.is_file() and json.loads(config.read_text()).get("tokenizer_class") in GENERIC_TOKENIZER_CLASSES:
         return PreTrainedTokenizerFast.from_pretrained(name_or_path)
