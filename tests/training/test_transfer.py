@@ -37,14 +37,15 @@ def _offline(tmp_path, monkeypatch):
 
 
 def local_task(folder: Path) -> Path:
-    """A folder holding a multiple-choice task YAML over a JSONL file (read by the `json` datasets builder)."""
+    """A folder holding a multiple-choice task YAML over a JSONL file (read by the `json` datasets builder, cached in
+    the folder: `datasets` may have fixed its cache under the real HF_HOME before this test set it)."""
     folder.mkdir()
     rows = folder / "items.jsonl"
     rows.write_text("".join(json.dumps({"question": q, "choices": c, "answer": a}) + "\n" for q, c, a in ITEMS))
     (folder / f"{TASK}.yaml").write_text(
         f"task: {TASK}\n"
         "dataset_path: json\n"
-        f"dataset_kwargs:\n  data_files:\n    test: {rows}\n"
+        f"dataset_kwargs:\n  cache_dir: {folder / 'cache'}\n  data_files:\n    test: {rows}\n"
         "test_split: test\n"
         "output_type: multiple_choice\n"
         'doc_to_text: "{{question}}"\n'
