@@ -19,6 +19,7 @@ from maro_lightning.lora import adapter_parameters
 from maro_lightning.models import load_policy
 from maro_lightning.module import OPPONENT
 from maro_lightning.module import REFERENCE
+from maro_lightning.module import MaroModule
 from maro_lightning.rollout.league import LeagueConfig
 from maro_lightning.scoring import response_logprobs
 
@@ -117,6 +118,8 @@ def test_checkpoints_hold_the_adapters_and_a_resumed_run_is_exact(base, run, tmp
     for name, tensor in straight.snapshots[OPPONENT].state_dict().items():
         assert torch.equal(tensor, resumed.snapshots[OPPONENT].state_dict()[name])
     assert [m.id for m in straight_sim.league.members] == [m.id for m in resumed_sim.league.members]
+    loaded = MaroModule.load_from_checkpoint(root / f"step={MAX_STEPS}.ckpt", map_location="cpu")  # play, evaluate
+    assert all(torch.equal(w, straight_weights[k]) for k, w in adapter(loaded).items())
 
 
 def test_the_merged_export_reloads_with_the_adapted_logits(run, tmp_path):
