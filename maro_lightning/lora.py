@@ -9,7 +9,7 @@ is a copy of its adapters, never of the base model.
   folder (:func:`base_state` is what is left out).
 
 ``peft`` is an optional dependency (``pip install 'maro-lightning[lora]'``): it is imported only where an adapter is
-built, and a LoRA config without it fails when the config is parsed.
+built, and a LoRA config without it fails at start-up (when LightningCLI builds the config), in one line.
 """
 
 from __future__ import annotations
