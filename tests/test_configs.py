@@ -229,6 +229,29 @@ def test_a_value_that_cannot_run_fails_at_start_up_in_one_line(tmp_path, capsys,
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("peft", "message"),
+    [
+        (False, "model.lora needs the peft package, which is not installed: pip install 'maro-lightning[lora]'"),
+        (True, "model.lora needs a pretrained model.policy (a Hugging Face id or folder)"),
+    ],
+    ids=["without_peft", "on_the_tiny_model"],
+)
+def test_lora_fails_at_start_up_without_peft_or_a_pretrained_policy(tmp_path, capsys, monkeypatch, peft, message):
+    if peft:
+        pytest.importorskip("peft", reason="LoRA needs peft: pip install 'maro-lightning[lora]'")
+    else:
+        monkeypatch.setitem(sys.modules, "peft", None)  # as if not installed: find_spec gives None, import fails
+    bad = tmp_path / "lora.yaml"
+    bad.write_text(DEMO_CONFIG.read_text().replace("    loss:\n", "    lora: {r: 4}\n    loss:\n"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "-c", str(bad)])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("maro fit: error: bad config: ") and message in lines[-1], lines
+    assert not (tmp_path / "runs").exists()
+
+
 def test_fit_then_play_and_validate_the_checkpoint(tmp_path, capsys):
     config = str(tiny_config(tmp_path / "tiny.yaml"))
     assert main(["fit", "-c", config]) == 0
