@@ -163,8 +163,9 @@ def fused_pg_loss(
             chunks, from the forward until the backward: `"float32"` (the compute dtype) or `"weight"` (the
             weight's dtype: half the bytes for bf16/fp16 weights, for one rounding of the running sum per chunk;
             over K chunks in bf16 the error is at most (K + 2) · 2^-8 of the summed |chunk contributions|, about
-            √K · 1e-3 of the gradient in practice; docs/kernels.md#memory). Same result for fp32 weights.
-            `reference` ignores it: autograd computes grad_weight in one matmul in the weight's dtype.
+            √K · 1e-3 of the gradient in practice). Same result for fp32 weights. `reference` ignores it: autograd
+            computes grad_weight in one matmul in the weight's dtype. See
+            docs/kernels.md#accumulating-in-the-weights-dtype.
 
     Returns:
         `(loss, stats)`: the scalar loss (fp32) and detached stats `logprobs [N]`, `entropy [N]` (fp32),

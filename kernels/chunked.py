@@ -4,8 +4,8 @@ The driver (`run_chunks`) walks the tokens in chunks of `c` rows. Per chunk it c
 matmul, hands them to a *row function* that writes the per-token outputs and overwrites the buffer with
 dL/dlogits, then turns that into grad_hidden (`[c, V] @ [V, H]`) and accumulates grad_weight (`[V, c] @ [c, H]`)
 and grad_bias in the compute dtype (fp32, or fp64 under gradcheck); grad_weight may instead accumulate in the
-weight's dtype (`grad_weight_dtype`, docs/kernels.md#memory). Extra memory is O(c × V) plus the `[V, H]`
-grad_weight accumulator. Two row functions plug in: `torch_rows` here (the CPU path and fallback) and
+weight's dtype (`grad_weight_dtype`, docs/kernels.md#accumulating-in-the-weights-dtype). Extra memory is O(c × V)
+plus the `[V, H]` grad_weight accumulator. Two row functions plug in: `torch_rows` here (the CPU path and fallback) and
 `maro_kernels.triton_pg.triton_rows` (the CUDA path). Backward only scales the stored gradients by grad_output,
 the same trick as Liger-Kernel's fused linear cross-entropy.
 """

@@ -100,7 +100,7 @@ class LossConfig:
     loss's forward to its backward: ``float32``, or ``weight`` (the weight's dtype: half the memory for bf16/fp16
     weights, 1 GiB instead of 2 at V = 128k, H = 4096, for a gradient error of about √chunks · 1e-3 in bf16; avoid
     with fp16, whose narrow range loses small gradients). Same as float32 for fp32 weights; ``reference``
-    ignores it (docs/kernels.md#memory)."""
+    ignores it (docs/kernels.md#accumulating-in-the-weights-dtype)."""
 
     def __post_init__(self) -> None:
         if not (0 <= self.clip_low < 1 and self.clip_high >= 0 and self.beta >= 0 and self.utility_coef >= 0):

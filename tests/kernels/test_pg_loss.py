@@ -315,7 +315,7 @@ def _bf16_running_sum(dz: list[torch.Tensor], hidden: tuple[torch.Tensor, ...]) 
 def test_grad_weight_in_bf16_stays_within_the_summation_bound(impl, monkeypatch, recorded_dlogits):
     """`grad_weight_dtype="weight"` with bf16 weights: a bf16 accumulator (half the bytes) that rounds the running
     sum once per chunk, and a gradient that differs from the fp32 accumulator's by at most the bound derived in
-    docs/kernels.md#memory, per element:
+    docs/kernels.md#accumulating-in-the-weights-dtype, per element:
 
         |g_weight − g_float32| ≤ γ_{K+2}(2^-8) · Σ_k |x_k|  +  2·γ_{c+K}(2^-24) · Σ_i |dz_i|·|h_i|
 
