@@ -1,4 +1,4 @@
-"""The CPU-side parts of the kernel benchmark and of the GPU check script (they report; nothing here times)."""
+"""The CPU-side parts of the kernel benchmarks and of the GPU check script (they report; nothing here times)."""
 
 from __future__ import annotations
 
@@ -42,3 +42,12 @@ def test_gpu_check_script_parses():
     script = ROOT / "benchmarks" / "gpu_check.sh"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     assert "16384x4096x128256" in script.read_text()
+
+
+def test_grad_weight_bench_reports_the_test_setting(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    bench = importlib.import_module("bench_pg_loss_grad_weight")
+    bench.main(["--chunks", "8", "--impls", "chunked", "triton"])
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [[cell.strip() for cell in row[:3]] for row in rows] == [["chunked", "8", "64"], ["triton", "8", "64"]]
+    assert all(0 < float(row[3]) <= 1 for row in rows)  # within the bound, and not a no-op
