@@ -1,8 +1,8 @@
 """fused_pg_loss and selective_logprobs: every impl against the reference (docs/kernels.md).
 
-On CPU the Triton kernel runs under TRITON_INTERPRET=1 (set in conftest), fp32 only and small shapes: the
-interpreter is ~100× slower than torch. bf16/fp16 run on CPU for the chunked path; the Triton kernel's bf16/fp16
-checks need a GPU and are marked `gpu`.
+On CPU the Triton kernel runs under TRITON_INTERPRET=1 (set in conftest), fp32 and small shapes (bf16 only for the
+grad_weight accumulator's test): the interpreter is ~100× slower than torch. bf16/fp16 run on CPU for the chunked
+path; the Triton kernel's bf16/fp16 checks against torch need a GPU and are marked `gpu`.
 """
 
 from __future__ import annotations
