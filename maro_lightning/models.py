@@ -337,3 +337,19 @@ def trunk_and_head(model: PreTrainedModel) -> tuple[torch.nn.Module, torch.nn.Pa
     if head is None or not hasattr(head, "weight"):
         raise ValueError(f"{type(model).__name__} has no linear output head to fuse into the loss")
     return model.get_decoder(), head.weight, getattr(head, "bias", None)
+
+
+def enable_activation_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute each decoder layer's activations in backward instead of keeping them from the forward (gradient
+    checkpointing, Chen et al. 2016, "Training Deep Nets with Sublinear Memory Cost"), with Hugging Face's switch
+    and non-reentrant ``torch.utils.checkpoint`` (``use_reentrant=False``: no input needs ``requires_grad``, and
+    it composes with FSDP). Hugging Face checkpoints only a training-mode forward with gradients enabled, so
+    ``generate`` and the no-grad scoring forward run as before.
+
+    Raises:
+        ValueError: the model does not support it (Hugging Face's message).
+    """
+    # Newer transformers name it activation_checkpointing_enable; gradient_checkpointing_enable is the older name
+    # (a deprecated alias there). Both take the checkpoint function's kwargs first.
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable({"use_reentrant": False})

@@ -32,6 +32,7 @@ from lightning.pytorch.cli import LRSchedulerCallable
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
+from maro_kernels import GRAD_WEIGHT_DTYPES
 from maro_kernels import IMPLS
 from maro_kernels import fused_pg_loss
 from maro_lightning import distributed
@@ -56,6 +57,7 @@ from maro_lightning.models import TinyModelConfig
 from maro_lightning.models import UtilityHead
 from maro_lightning.models import build_tiny_model
 from maro_lightning.models import check_policy_name
+from maro_lightning.models import enable_activation_checkpointing
 from maro_lightning.models import load_policy
 from maro_lightning.models import pad_id
 from maro_lightning.models import tokenizer_from_json
@@ -99,6 +101,12 @@ class LossConfig:
     impl: Literal["auto", "triton", "chunked", "reference"] = "auto"
     """The fused loss implementation (docs/kernels.md): auto (Triton on CUDA, else chunked), triton, chunked or
     reference. Checked when the config is parsed."""
+    grad_weight_dtype: Literal["float32", "weight"] = "float32"
+    """The dtype the fused loss (chunked, triton) accumulates the LM head's gradient ``[V, H]`` in, held from the
+    loss's forward to its backward: ``float32``, or ``weight`` (the weight's dtype: half the memory for bf16/fp16
+    weights, 1 GiB instead of 2 at V = 128k, H = 4096, for a gradient error of about √chunks · 1e-3 in bf16; avoid
+    with fp16, whose narrow range loses small gradients). Same as float32 for fp32 weights; ``reference``
+    ignores it (docs/kernels.md#accumulating-in-the-weights-dtype)."""
 
     def __post_init__(self) -> None:
         if not (0 <= self.clip_low < 1 and self.clip_high >= 0 and self.beta >= 0 and self.utility_coef >= 0):
@@ -107,6 +115,8 @@ class LossConfig:
             raise ValueError(f"bad loss config {self}: aggregation token_mean|sequence_mean, on_nonfinite raise|skip")
         if self.impl not in IMPLS:
             raise ValueError(f"bad loss config {self}: impl must be one of {', '.join(IMPLS)}")
+        if self.grad_weight_dtype not in GRAD_WEIGHT_DTYPES:
+            raise ValueError(f"bad loss config {self}: grad_weight_dtype must be {' or '.join(GRAD_WEIGHT_DTYPES)}")
         if not 0 <= self.max_skipped_fraction <= 1 or self.skip_window < 1:
             raise ValueError(f"bad loss config {self}: need 0 <= max_skipped_fraction <= 1 and skip_window >= 1")
 
@@ -132,6 +142,11 @@ class MaroModule(L.LightningModule):
         dtype: the loaded model's dtype ("auto", "bfloat16", "float32", ...); the tiny model is float32.
         attn_implementation: attention kernel; None: eager for the tiny model, else flash_attention_2 on CUDA
             when flash-attn imports, SDPA otherwise.
+        gradient_checkpointing: recompute the policy's decoder layers in the training backward instead of keeping
+            their activations (Hugging Face's activation checkpointing, non-reentrant): activation memory of
+            about one layer instead of all of them, for about one more forward pass of compute. Same loss and
+            gradients; rollouts and scoring (eval mode, no grad) are unaffected. Under FSDP, use this or the
+            strategy's ``activation_checkpointing_policy``, not both (docs/design.md#memory).
         credit: MARO's switches (M1, M2, M3, baselines), or a ``CreditAssigner`` (a subclass with its own hooks,
             ``credit: {class_path: my_pkg.MyAssigner, init_args: {config: {...}}}``).
         head: the utility head.
@@ -153,6 +168,7 @@ class MaroModule(L.LightningModule):
         tiny: TinyModelConfig | None = None,
         dtype: str = "auto",
         attn_implementation: str | None = None,
+        gradient_checkpointing: bool = False,
         credit: CreditConfig | CreditAssigner | None = None,
         head: HeadConfig | None = None,
         lora: LoraConfig | None = None,
@@ -167,6 +183,7 @@ class MaroModule(L.LightningModule):
         if policy is not None:
             check_policy_name(policy)
         self.policy_name, self.dtype_name, self.attn_implementation = policy, dtype, attn_implementation
+        self.gradient_checkpointing = gradient_checkpointing
         self.tiny_config = _coerce(TinyModelConfig, tiny)
         self.credit = credit if isinstance(credit, CreditAssigner) else CreditAssigner(_coerce(CreditConfig, credit))
         self.credit_config = self.credit.config
@@ -209,6 +226,8 @@ class MaroModule(L.LightningModule):
             self.policy, self.tokenizer = build_tiny_model(self.tiny_config, self.attn_implementation or "eager")
         else:
             self.policy, self.tokenizer = load_policy(self.policy_name, self.dtype_name, self.attn_implementation)
+        if self.gradient_checkpointing:
+            enable_activation_checkpointing(self.policy)
         if self.lora_config is not None:
             self.policy = lora.wrap(self.policy, self.lora_config)
         hidden = self.policy.config.hidden_size
@@ -343,7 +362,8 @@ class MaroModule(L.LightningModule):
     # --------------------------------------------------------------------------------------- training
     def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> Tensor | None:
         trunk, weight, bias = trunk_and_head(self.policy)
-        hidden = trunk(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state  # [B, L, H]
+        outputs = trunk(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)  # no KV cache
+        hidden = outputs.last_hidden_state  # [B, L, H]
         token_weights, normalizer = self.token_weights(batch)
         cfg = self.loss_config
         beta = cfg.beta if batch.ref_logprobs is not None else 0.0  # imitation rounds have no reference term
@@ -362,6 +382,7 @@ class MaroModule(L.LightningModule):
             temperature=self.temperature,
             normalizer=normalizer,
             impl=cfg.impl,
+            grad_weight_dtype=cfg.grad_weight_dtype,
         )
         values, q_values = self.utility_head.behaviour_values(hidden, batch.prompt_last, batch.response_last)
         step_weight = batch.step_totals.weight / self._micro_batches_per_step

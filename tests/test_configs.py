@@ -75,6 +75,11 @@ def test_help_shows_the_config_dataclasses_attribute_docstrings(capsys):
         main(["fit", "--model.help", "MaroModule", "--model.loss.help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--model.loss.impl {auto,triton,chunked,reference} The fused loss implementation" in help_text
+    assert "--model.loss.grad_weight_dtype {float32,weight} The dtype the fused loss" in help_text
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.help", "MaroModule"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--model.gradient_checkpointing {true,false} recompute the policy's decoder layers" in help_text
 
 
 def test_fit_without_a_config_uses_the_demo(capsys):
@@ -112,6 +117,10 @@ def test_the_gpu_config_builds_its_fsdp_wrap_policy():
             ("    loss:\n", "    loss:\n      impl: chunk\n"),
             "Expected a typing.Literal['auto', 'triton', 'chunked', 'reference']",
         ),
+        (
+            ("    loss:\n", "    loss:\n      grad_weight_dtype: bf16\n"),
+            "Expected a typing.Literal['float32', 'weight']",
+        ),
         (("max_new_tokens: 16", "max_new_token: 16"), "Option 'max_new_token' is not accepted"),
         (("weighting: role", "weighting: [role]"), "Parser key \"model.credit.weighting\": Expected a <class 'str'>"),
         (
@@ -119,7 +128,7 @@ def test_the_gpu_config_builds_its_fsdp_wrap_policy():
             "Parser key \"trainer.callbacks.games.learner_players\": Expected a <class 'list'>",
         ),
     ],
-    ids=["loss_aggregation", "loss_impl", "typo_key", "wrong_type", "game_entry_type"],
+    ids=["loss_aggregation", "loss_impl", "loss_grad_weight_dtype", "typo_key", "wrong_type", "game_entry_type"],
 )
 def test_a_bad_value_fails_at_parse_time(tmp_path, capsys, edit, message):
     """One line on stderr, the innermost key first (not jsonargparse's usage text and tree of Union subtypes)."""
