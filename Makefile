@@ -15,7 +15,7 @@ $(BIN)/maro: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_FROM) "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[dev,textarena]"
 	touch $(BIN)/maro
 
 demo: $(BIN)/maro
