@@ -19,6 +19,7 @@ from typing import ClassVar
 from typing import Literal
 
 from maro_lightning.envs.base import SocialEnv
+from maro_lightning.envs.parsing import truncate
 from maro_lightning.envs.registry import register_family
 from maro_lightning.errors import MissingExtraError
 
@@ -78,6 +79,7 @@ class TextArenaEnv(SocialEnv):
         self._random_state = rng.getstate()
         with self._private_random():
             self._game.reset(num_players=self.num_players, seed=self.seed)
+        self._invalid: list[str] = []  # the reasons TextArena gave during the current step
         self._record_invalid_moves(self._game.state)
         self._renderer = _renderer(self._game)
         public = self._game.state.role_mapping
@@ -102,7 +104,6 @@ class TextArenaEnv(SocialEnv):
     def _record_invalid_moves(self, state: Any) -> None:
         """Log the reason of every invalid move TextArena's rules declare (``state.set_invalid_move``)."""
         declare = state.set_invalid_move
-        self._invalid: list[str] = []
 
         def record(*args: Any, **kwargs: Any) -> Any:
             self._invalid.append(str(kwargs.get("reason", args[0] if args else "")))
@@ -128,7 +129,11 @@ class TextArenaEnv(SocialEnv):
         """TextArena reads ``public`` by its rules; an invalid move is logged with TextArena's reasons."""
         self._invalid.clear()
         with self._private_random():
-            self._game.step(public)
+            try:
+                self._game.step(public)
+            except Exception as err:  # TextArena's own code failed on this text (TicTacToe's int() of 5000 digits)
+                self._game.state.set_invalid_move(f"TextArena could not read it: {truncate(repr(err), 200)}")
+                self._game.state.step()  # what TextArena's games do after an invalid move
         self._collect()
         if not self._invalid:
             self._log(player, text, PHASE, public, public, True, {})
@@ -180,4 +185,4 @@ def _renderer(game: Any) -> Any:
     layer = game
     while isinstance(layer, ta.Wrapper) and not isinstance(layer, ta.ObservationWrapper):
         layer = layer.env
-    return layer if isinstance(layer, ta.ObservationWrapper) else ta.LLMObservationWrapper(layer)
+    return layer if isinstance(layer, ta.ObservationWrapper) else ta.wrappers.LLMObservationWrapper(layer)

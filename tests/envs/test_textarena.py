@@ -7,6 +7,7 @@ import sys
 
 import pytest
 from players import Thinker
+from test_contract import GARBAGE
 
 from maro_lightning import envs
 from maro_lightning.envs.textarena_agents import kuhn_hand
@@ -68,6 +69,21 @@ def test_invalid_text_follows_textarena_rules_and_is_logged(textarena):
     assert outcome.metrics["invalid_rate"] == 1.0
 
 
+@pytest.mark.parametrize("game", SCRIPTED)
+def test_garbage_is_judged_by_textarena_and_the_game_goes_on(textarena, game):
+    env = envs.make(game)
+    agents = _agents(game, SCRIPTED[game], "random")
+    for garbage in GARBAGE:
+        env.reset(11)
+        player = env.to_act()[0]
+        env.step(player, garbage)
+        assert env.turns[-1].raw == garbage and (env.turns[-1].valid or env.turns[-1].info["invalid_reason"])
+        while not env.done:
+            player = env.to_act()[0]
+            env.step(player, agents[player].act(env.view(player)))
+        assert set(env.outcome().rewards) == {0, 1}
+
+
 def test_an_illegal_move_in_a_valid_format_is_invalid(textarena):
     env = envs.make(TICTACTOE)
     env.reset(0)
@@ -76,6 +92,13 @@ def test_an_illegal_move_in_a_valid_format_is_invalid(textarena):
     assert env.turns[-1].info["invalid_reason"] == "cell 4 is already occupied."
     env.step(1, "[0]")
     assert env.turns[-1].valid and env.turns[-1].action == "[0]" and env.to_act() == [0]
+
+
+def test_text_that_breaks_textarenas_own_code_is_an_invalid_move(textarena):
+    env = envs.make(TICTACTOE)
+    env.reset(0)
+    env.step(0, "0" * 5000)  # TextArena makes it [000…], and its int() refuses 5000 digits
+    assert "TextArena could not read it: ValueError" in env.turns[-1].info["invalid_reason"] and env.to_act() == [0]
 
 
 def test_think_is_stripped_before_textarena_reads_the_move(textarena):
