@@ -239,15 +239,19 @@ def test_without_textarena_the_error_names_the_extra(monkeypatch):
     assert isinstance(error.value, MissingExtraError) and isinstance(error.value, ImportError)
 
 
-def test_the_tiny_tokenizer_writes_every_scripted_move(textarena):
+def test_the_tiny_word_vocabulary_covers_textarena_games_and_bytes_write_their_moves(textarena):
+    """`game_corpus` plays TextArena games like ours: their prompts and moves have no unknown word. But the word
+    tokenizer joins its pieces with spaces, `[ bet ]`, which TextArena's Kuhn poker rejects: bytes write `[bet]`."""
     from maro_lightning.models import build_tokenizer
     from maro_lightning.models import game_corpus
     from maro_lightning.models import unwritable_actions
     from maro_lightning.rollout import GameSpec
 
     games = list(SCRIPTED)
-    tokenizer = build_tokenizer(game_corpus(games, episodes=4))
-    assert unwritable_actions(tokenizer, [GameSpec(game, teacher=SCRIPTED[game]) for game in games]) == ""
+    words = build_tokenizer(game_corpus(games, episodes=4))
+    assert unwritable_actions(words, [GameSpec(game, teacher=SCRIPTED[game]) for game in games]) == ""
     env = envs.make(KUHN, obs_format="compact")
     env.reset(0)
-    assert tokenizer.unk_token_id not in tokenizer(env.observation(0))["input_ids"]
+    assert words.unk_token_id not in words(env.observation(0))["input_ids"]
+    for tokenizer, written in ((words, "[ bet ]"), (build_tokenizer([], kind="byte"), "[bet]")):
+        assert tokenizer.decode(tokenizer("[bet]", add_special_tokens=False)["input_ids"]) == written
