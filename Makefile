@@ -8,7 +8,7 @@ BIN         := $(VENV)/bin
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 TORCH_FROM  := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-TEST_EXTRAS := dev,lora,transfer
+TEST_EXTRAS := dev,lora,transfer,textarena
 
 .PHONY: demo test lint format bench clean
 

@@ -168,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     for command in LIGHTNING_COMMANDS:  # listed in --help; LightningCLI parses them
         commands.add_parser(command, help=f"{command} a MaroModule (LightningCLI: -c CONFIG, --help for options)")
     play = commands.add_parser("play", help="watch games between seats, turn by turn")
-    play.add_argument("--game", required=True, help=f"one of: {', '.join(envs.names())}")
+    play.add_argument("--game", required=True, help=f"one of: {', '.join(envs.names())}, or textarena:ID")
     play.add_argument(
         "--seats",
         required=True,

@@ -220,10 +220,11 @@ class TinyModelConfig:
     """``word``: word level, trained in memory on the games' compact observations, every integer 0..1000 a
     token (V ≈ 1k); ``byte``: 256 bytes (longer sequences, learns less well)."""
     corpus_games: tuple[str, ...] = ("bazaar", "deal", "mafia")
-    """Games whose compact observations and scripted messages give the word vocabulary."""
+    """Games whose compact observations and scripted messages give the word vocabulary (registered games or
+    ``textarena:ID`` ones with scripted agents)."""
 
     def __post_init__(self) -> None:
-        unknown = [game for game in self.corpus_games if game not in envs.names()]
+        unknown = [game for game in self.corpus_games if not envs.is_game(game)]
         if unknown or not self.corpus_games:
             raise ValueError(
                 f"tiny.corpus_games: unknown or no games {unknown or list(self.corpus_games)}; "

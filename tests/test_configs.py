@@ -2,6 +2,7 @@
 the problem, and `maro fit` -> checkpoint -> `maro play` / `maro validate` works end to end through `main`."""
 
 import csv
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from maro_lightning.cli import DEMO_CONFIG
 from maro_lightning.cli import main
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))  # configs/**: every YAML
+NEEDS_TEXTARENA = pytest.mark.skipif(
+    importlib.util.find_spec("textarena") is None, reason="a textarena:ID game needs the textarena extra"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +61,11 @@ def print_config(*args: str) -> None:
     assert exit_info.value.code in (0, None)
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(CONFIGS[0].parents[0]).as_posix())
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, marks=NEEDS_TEXTARENA) if "textarena:" in p.read_text() else p for p in CONFIGS],
+    ids=lambda p: p.relative_to(CONFIGS[0].parents[0]).as_posix(),
+)
 def test_every_config_parses(path, capsys):
     print_config("-c", str(path))
     printed = yaml.safe_load(capsys.readouterr().out)
