@@ -8,6 +8,7 @@ BIN         := $(VENV)/bin
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 TORCH_FROM  := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+TEST_EXTRAS := dev,lora,transfer,textarena
 
 .PHONY: demo test lint format bench clean
 
@@ -18,6 +19,11 @@ $(BIN)/maro: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(BIN)/maro
 
+# The tests also cover the optional integrations, so `make test` installs their extras (the demo needs none).
+$(VENV)/.test-extras: $(BIN)/maro
+	$(BIN)/python -m pip install -q -e ".[$(TEST_EXTRAS)]"
+	touch $@
+
 demo: $(BIN)/maro
 	OMP_NUM_THREADS=1 $(BIN)/maro fit
 
@@ -25,7 +31,7 @@ lint: $(BIN)/maro
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+test: lint $(VENV)/.test-extras
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 format: $(BIN)/maro

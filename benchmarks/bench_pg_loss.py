@@ -13,6 +13,9 @@ the step, minus the gradients' bytes. On CPU, the process's resident-set high-wa
 /proc/self/clear_refs after malloc_trim) minus the resident set before the step, minus the gradients' bytes: RSS
 counts what torch's CPU allocator (plain malloc/mmap) really touched. Reports; asserts nothing.
 
+`--grad-weight-dtype weight` makes chunked and triton accumulate grad_weight in the weight's dtype (docs/kernels.md);
+after the table, the accumulator's size in both modes is printed for each shape, computed from V·H and the dtypes.
+
     OMP_NUM_THREADS=1 python benchmarks/bench_pg_loss.py --n 8192 --h 256 --v 32000 --impls reference chunked
 """
 
@@ -65,13 +68,14 @@ def make_case(n: int, h: int, v: int, dtype: torch.dtype, device: str) -> dict:
     }
 
 
-def make_step(impl: str, case: dict):
+def make_step(impl: str, case: dict, grad_weight_dtype: str = "float32"):
     """A closure running one forward+backward of `impl` on `case`."""
     mk = import_maro_kernels()
     hidden, weight, targets = case["hidden"], case["weight"], case["targets"]
     advantages = case["seq_advantages"].repeat_interleave(case["seq_len"])  # [N]: per token, broadcast
     if impl in ("reference", "chunked", "triton"):
-        return lambda: mk.fused_pg_loss(hidden, weight, targets, advantages, impl=impl)[0].backward()
+        kwargs = {"impl": impl, "grad_weight_dtype": grad_weight_dtype}  # reference ignores the accumulator's dtype
+        return lambda: mk.fused_pg_loss(hidden, weight, targets, advantages, **kwargs)[0].backward()
     if impl == "compiled":
         compiled = torch.compile(mk.pg_loss_reference)
         return lambda: compiled(hidden, weight, targets, advantages)[0].backward()
@@ -152,7 +156,7 @@ def worker(spec: dict) -> dict:
     if spec.get("chunk_elems"):
         mk.chunked.CPU_CHUNK_ELEMS = mk.chunked.CUDA_CHUNK_ELEMS = spec["chunk_elems"]
     case = make_case(spec["n"], spec["h"], spec["v"], getattr(torch, spec["dtype"]), spec["device"])
-    step = make_step(spec["impl"], case)
+    step = make_step(spec["impl"], case, spec["grad_weight_dtype"])
     times = _time_ms(step, case, spec["device"], spec["warmup"], spec["repeats"])
     return {"ms": statistics.median(times), "extra_bytes": _peak_extra_bytes(step, case, spec["device"])}
 
@@ -196,10 +200,22 @@ def _cpu_name() -> str:
         return platform.processor() or platform.machine()
 
 
-def header(device: str) -> str:
+def header(device: str, grad_weight_dtype: str) -> str:
     name = torch.cuda.get_device_name() if device == "cuda" else f"{_cpu_name()} ({os.cpu_count()} cores)"
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return f"{stamp} · {name} · torch {torch.__version__} · {torch.get_num_threads()} CPU threads"
+    threads = f"{torch.get_num_threads()} CPU threads"
+    return f"{stamp} · {name} · torch {torch.__version__} · {threads} · grad_weight_dtype {grad_weight_dtype}"
+
+
+def accumulator_table(shapes: list[tuple[int, int, int]], dtype: str) -> list[str]:
+    """The fused impls' grad_weight accumulator `[V, H]` in both modes, from the sizes: it does not depend on N."""
+    weight_bytes = torch.empty((), dtype=getattr(torch, dtype)).element_size()
+    lines = ["", "grad_weight accumulator of chunked/triton, computed as V·H·bytes (not measured):", ""]
+    lines += ["| H | V | weight dtype | float32 MiB | weight MiB |", "|---" * 5 + "|"]
+    for h, v in dict.fromkeys((h, v) for _, h, v in shapes):  # each (H, V) once, in order
+        mib = [v * h * size / 2**20 for size in (4, weight_bytes)]
+        lines.append(f"| {h} | {v} | {dtype} | {mib[0]:.1f} | {mib[1]:.1f} |")
+    return lines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -216,6 +232,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--chunk-elems", type=int, default=0, help="override the chunk size, in logit elements")
+    parser.add_argument(
+        "--grad-weight-dtype",
+        default="float32",
+        choices=["float32", "weight"],
+        help="chunked/triton's grad_weight accumulator (docs/kernels.md)",
+    )
     parser.add_argument("--timeout", type=float, default=900, help="seconds per (impl, shape)")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -229,17 +251,22 @@ def main(argv: list[str] | None = None) -> None:
         return
     impls = args.impls or [i for i in IMPLS if args.device == "cuda" or i not in ("triton", "matmul3")]
     shapes = [tuple(map(int, s.split("x"))) for s in args.shapes] if args.shapes else None
-    lines = [header(args.device), "", TABLE_HEAD]
+    shapes = shapes or [(n, args.h, v) for n in args.n for v in args.v]
+    lines = [header(args.device, args.grad_weight_dtype), "", TABLE_HEAD]
     print("\n".join(lines), flush=True)
-    for n, h, v in shapes or [(n, args.h, v) for n in args.n for v in args.v]:
+    for n, h, v in shapes:
         ref = None  # rows stream out as measured (a timeout keeps what was done); the reference comes first
         for impl in impls:
             spec = {"impl": impl, "n": n, "h": h, "v": v, "dtype": args.dtype, "device": args.device}
             spec |= {"repeats": args.repeats, "warmup": args.warmup, "chunk_elems": args.chunk_elems}
+            spec |= {"grad_weight_dtype": args.grad_weight_dtype}
             row = spec | measure(spec, args.timeout)
             ref = row if impl == "reference" else ref
             lines.append(table_row(row, ref))
             print(lines[-1], flush=True)
+    accumulator = accumulator_table(shapes, args.dtype)
+    print("\n".join(accumulator), flush=True)
+    lines += accumulator
     if args.out:
         args.out.write_text("\n".join(lines) + "\n")
 

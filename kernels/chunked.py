@@ -3,8 +3,9 @@
 The driver (`run_chunks`) walks the tokens in chunks of `c` rows. Per chunk it computes the logits `[c, V]` with one
 matmul, hands them to a *row function* that writes the per-token outputs and overwrites the buffer with
 dL/dlogits, then turns that into grad_hidden (`[c, V] @ [V, H]`) and accumulates grad_weight (`[V, c] @ [c, H]`)
-and grad_bias in the compute dtype (fp32, or fp64 under gradcheck). Extra memory is O(c × V) plus the fp32
-grad_weight accumulator. Two row functions plug in: `torch_rows` here (the CPU path and fallback) and
+and grad_bias in the compute dtype (fp32, or fp64 under gradcheck); grad_weight may instead accumulate in the
+weight's dtype (`grad_weight_dtype`, docs/kernels.md#accumulating-in-the-weights-dtype). Extra memory is O(c × V)
+plus the `[V, H]` grad_weight accumulator. Two row functions plug in: `torch_rows` here (the CPU path and fallback) and
 `maro_kernels.triton_pg.triton_rows` (the CUDA path). Backward only scales the stored gradients by grad_output,
 the same trick as Liger-Kernel's fused linear cross-entropy.
 """
@@ -117,10 +118,12 @@ def chunk_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None, temperatur
 
 
 def _add_mm(acc: Tensor, a: Tensor, b: Tensor) -> None:
-    """`acc [V, H] += a [V, c] @ b [c, H]` with `acc` in the compute dtype and `a`, `b` possibly half precision.
+    """`acc [V, H] += a [V, c] @ b [c, H]` with `acc` in the compute dtype or in the inputs' dtype.
 
-    Half inputs cannot accumulate into fp32 in place, so their product goes through temporaries of at most `c × V`
-    elements (slices of V), keeping the extra memory of the same order as one chunk of logits.
+    Same dtypes: one `addmm_`, whose product accumulates in fp32 and is added to `acc` with one rounding to its
+    dtype (the bf16 test checks this on CPU; cuBLAS's fp32-compute GEMM epilogue does the same). Half inputs into
+    an fp32 `acc` cannot accumulate in place, so their product goes through temporaries of at most `c × V` elements
+    (slices of V), keeping the extra memory of the same order as one chunk of logits.
     """
     if a.dtype == acc.dtype:
         acc.addmm_(a, b)
@@ -144,15 +147,18 @@ def run_chunks(
     row_fn: RowFn,
     chunk_rows: int,
     needs_grad: tuple[bool, ...] = (False, False, False),
+    grad_weight_dtype: torch.dtype | None = None,
 ) -> tuple[TokenOutputs, tuple[Tensor | None, Tensor | None, Tensor | None]]:
     """The shared driver: per-token outputs `[N]` and the gradients of (hidden, weight, bias) that `needs_grad` asks.
 
-    With `tokens=None` it only scores (log-probs and entropy) and computes no gradient.
+    With `tokens=None` it only scores (log-probs and entropy) and computes no gradient. grad_weight accumulates in
+    `grad_weight_dtype` (default: the compute dtype); grad_bias always in the compute dtype (`[V]`: small).
     """
     n, cdt = hidden.shape[0], compute_dtype(hidden.dtype)
+    wdt = grad_weight_dtype or cdt
     outs = TokenOutputs(*torch.zeros(5, n, dtype=cdt, device=hidden.device))  # [N] each
     grad_h = torch.empty(hidden.shape, dtype=hidden.dtype, device=hidden.device) if needs_grad[0] else None  # [N, H]
-    grad_w = torch.zeros(weight.shape, dtype=cdt, device=weight.device) if needs_grad[1] else None  # [V, H]
+    grad_w = torch.zeros(weight.shape, dtype=wdt, device=weight.device) if needs_grad[1] else None  # [V, H]
     grad_b = torch.zeros(weight.shape[0], dtype=cdt, device=weight.device) if needs_grad[2] else None  # [V]
     for start in range(0, n, chunk_rows):
         rows = slice(start, start + chunk_rows)
@@ -174,15 +180,18 @@ class PGLossFunction(torch.autograd.Function):
     """The fused loss as an autograd.Function: all gradients in forward, backward scales them by grad_output.
 
     Tensors: hidden, weight, bias, targets and the `TokenInputs` fields. Scalars: `params` (PGParams), `row_fn`
-    (`torch_rows` or `triton_rows`), `chunk_rows`. Returns the loss `[]` and the detached per-token
-    log-probs, entropy, clip indicator and KL (`[N]` each).
+    (`torch_rows` or `triton_rows`), `chunk_rows`, `grad_weight_dtype` (the accumulator's torch dtype). Returns the
+    loss `[]` and the detached per-token log-probs, entropy, clip indicator and KL (`[N]` each).
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, advantages, coef, old, ref, params, row_fn, chunk_rows):
+    def forward(
+        ctx, hidden, weight, bias, targets, advantages, coef, old, ref, params, row_fn, chunk_rows, grad_weight_dtype
+    ):
         tokens = TokenInputs(advantages, coef, old, ref)
         needs = tuple(ctx.needs_input_grad[:3])
-        outs, grads = run_chunks(hidden, weight, bias, targets, tokens, params, row_fn, chunk_rows, needs)
+        args = (hidden, weight, bias, targets, tokens, params, row_fn, chunk_rows, needs, grad_weight_dtype)
+        outs, grads = run_chunks(*args)
         ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
         ctx.save_for_backward(*grads)
         stats = (outs.logprobs, outs.entropy, outs.binds, outs.kl)
@@ -195,4 +204,4 @@ class PGLossFunction(torch.autograd.Function):
         # One new tensor per gradient, in its parameter's dtype; the saved ones stay intact for a retained graph.
         saved = zip(ctx.saved_tensors, ctx.dtypes, strict=True)
         grads = (g if g is None else g.to(dtype, copy=True).mul_(grad_loss) for g, dtype in saved)
-        return (*grads, None, None, None, None, None, None, None, None)
+        return (*grads, None, None, None, None, None, None, None, None, None)

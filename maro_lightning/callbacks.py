@@ -258,7 +258,7 @@ class SimulationCallback(L.Callback):
             _set_learning_rate(trainer, self.rl_lr)
         refresh = not self.league.members or warm_start_over or self.rounds % self.opponent_refresh == 0
         if self.uses_opponent and refresh:
-            self.league.add(module.policy, joined=self.rounds)
+            self.league.add(module.policy_weights(), joined=self.rounds)
 
     def _record_league(self, games: list[PlayedGame]) -> None:
         """The learner's success against the member it met, for PFSP; over the games of every rank, so that the

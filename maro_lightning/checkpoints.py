@@ -25,7 +25,7 @@ import torch
 
 from maro_lightning.rollout import GameSpec
 
-ARCHITECTURE_KEYS = ("policy", "tiny", "dtype", "head")
+ARCHITECTURE_KEYS = ("policy", "tiny", "dtype", "head", "lora")
 """MaroModule arguments that shape the weights or the tokenizer: a checkpoint only loads into the same."""
 LIGHTNING_SPECIAL_PATHS = ("last", "best", "hpc")  # `ckpt_path` words Lightning resolves to its own files
 _REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -99,7 +99,13 @@ def architecture_conflicts(hparams: Mapping[str, Any], config: Mapping[str, Any]
     from maro_lightning.models import TinyModelConfig
     from maro_lightning.module import HeadConfig
 
-    defaults = {"policy": None, "dtype": "auto", "tiny": asdict(TinyModelConfig()), "head": asdict(HeadConfig())}
+    defaults = {
+        "policy": None,
+        "dtype": "auto",
+        "tiny": asdict(TinyModelConfig()),
+        "head": asdict(HeadConfig()),
+        "lora": None,
+    }
     conflicts = []
     for key in ARCHITECTURE_KEYS:
         saved, given = plain(hparams.get(key, defaults[key])), plain(config.get(key))

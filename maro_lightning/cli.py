@@ -3,10 +3,12 @@
     maro fit [-c configs/bazaar.yaml] [--trainer.max_steps 100 ...]   train (LightningCLI; no -c: the demo)
     maro validate|test -c CONFIG --ckpt_path CKPT                       play the evaluation ladder
     maro play --game bazaar --seats policy,linear --checkpoint CKPT     watch games, turn by turn
+    maro evaluate warm_start.ckpt last.ckpt                             paired evaluation on held-out games
+    maro transfer --checkpoint CKPT --tasks gsm8k [--base MODEL]        standard benchmarks (lm-eval)
 
 ``fit``/``validate``/``test`` are LightningCLI subcommands: ``-c`` YAML files, dotted overrides,
-``--print_config``. ``play`` has its own small parser: seats are scripted agents or ``policy`` (a trained
-policy from ``--checkpoint``).
+``--print_config``. ``play``, ``evaluate`` and ``transfer`` have their own small parsers: seats are scripted agents
+or ``policy`` (a trained policy from ``--checkpoint``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from maro_lightning import envs
+from maro_lightning import transfer
 
 
 def _demo_config() -> Path:
@@ -165,7 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     for command in LIGHTNING_COMMANDS:  # listed in --help; LightningCLI parses them
         commands.add_parser(command, help=f"{command} a MaroModule (LightningCLI: -c CONFIG, --help for options)")
     play = commands.add_parser("play", help="watch games between seats, turn by turn")
-    play.add_argument("--game", required=True, help=f"one of: {', '.join(envs.names())}")
+    play.add_argument("--game", required=True, help=f"one of: {', '.join(envs.names())}, or textarena:ID")
     play.add_argument(
         "--seats",
         required=True,
@@ -186,6 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     play.set_defaults(run=_play)
     _add_evaluate(commands)
+    _add_transfer(commands)
     return parser
 
 
@@ -221,6 +225,73 @@ def _add_evaluate(commands: Any) -> None:
     evaluate.add_argument("--seed", type=int, help="root seed of the evaluation games (default: a fixed one)")
     evaluate.add_argument("--out", help="folder for the result files (default: the last checkpoint's folder)")
     evaluate.set_defaults(run=_evaluate)
+
+
+def _add_transfer(commands: Any) -> None:
+    parser = commands.add_parser(
+        "transfer",
+        help="standard benchmarks (lm-evaluation-harness) on a checkpoint's policy, optionally against a base model",
+        description="Exports the checkpoint's policy as a Hugging Face folder and evaluates it with "
+        "lm-evaluation-harness (its `hf` model) on the given tasks; with --base, evaluates a base model on the same "
+        "tasks and prints the difference. Writes the export, results.json (lm-eval's results), base_results.json and "
+        f"a Markdown table to the output folder. Needs the transfer extra: {transfer.INSTALL_HINT}.",
+    )
+    parser.add_argument(
+        "--checkpoint", required=True, metavar="CKPT", help="a `maro fit` checkpoint (.ckpt): its policy is evaluated"
+    )
+    parser.add_argument(
+        "--tasks",
+        required=True,
+        metavar="TASK[,TASK...]",
+        help="comma-separated lm-eval task names (e.g. gsm8k,minerva_math500,ifeval,mmlu) or task YAML files; "
+        "`lm-eval ls tasks` lists the names",
+    )
+    parser.add_argument(
+        "--num_fewshot",
+        type=int,
+        metavar="N",
+        help="few-shot examples in each prompt, for every task not fixed at 0 (default: each task's own)",
+    )
+    parser.add_argument(
+        "--limit", type=float, metavar="N", help="at most N examples per task (below 1: this fraction); quick checks"
+    )
+    parser.add_argument(
+        "--batch_size",
+        metavar="N|auto",
+        help="examples per forward, or auto (the largest that fits; auto:K re-checks K times) (default: 1)",
+    )
+    parser.add_argument("--device", help="cuda, cuda:1, cpu, ... (default: cuda when available, else cpu)")
+    parser.add_argument(
+        "--include_path",
+        action="append",
+        default=[],
+        metavar="FOLDER",
+        help="a folder of your own task YAMLs, searched besides lm-eval's (repeatable)",
+    )
+    parser.add_argument(
+        "--base",
+        metavar="MODEL",
+        help="a Hugging Face id or folder (e.g. the model the run started from) evaluated on the same tasks; "
+        "the table adds its scores and the difference checkpoint - base",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="FOLDER",
+        help="folder for the export (model/) and the results (default: RUN/transfer/CKPT_STEM, where RUN is the "
+        "folder holding checkpoints/)",
+    )
+    parser.set_defaults(run=_transfer)
+
+
+def _transfer(ns: argparse.Namespace) -> int:
+    tasks = tuple(task for task in _split(ns.tasks) if task)
+    if not tasks or (ns.num_fewshot is not None and ns.num_fewshot < 0) or (ns.limit is not None and ns.limit <= 0):
+        raise ValueError(f"need tasks, --num_fewshot >= 0, --limit > 0; got {ns.tasks!r}, {ns.num_fewshot}, {ns.limit}")
+    harness = transfer.Harness(tasks, ns.num_fewshot, ns.limit, ns.batch_size, ns.device, tuple(ns.include_path))
+    table, written = transfer.run(ns.checkpoint, harness, base=ns.base, out=ns.out)
+    print(table)
+    print("results: " + ", ".join(str(path) for path in written))
+    return 0
 
 
 def _evaluate(ns: argparse.Namespace) -> int:

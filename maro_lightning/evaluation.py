@@ -32,7 +32,7 @@ class LadderConfig:
     """Which games and scripted opponents the ladder plays, how often, and on which seeds."""
 
     games: tuple[str, ...] = ("bazaar",)
-    """Registered games to evaluate on (``envs.names()``)."""
+    """Games to evaluate on (``envs.names()``, or ``textarena:ID``)."""
 
     opponents: dict[str, tuple[str, ...]] | None = None
     """Per game, the scripted agents the policy meets; None, or a game left out, means every scripted agent of
@@ -56,7 +56,7 @@ class LadderConfig:
         valid_games = envs.names()
         _check(len(self.games) > 0, "the ladder needs at least one game")
         for game in self.games:
-            _check(game in valid_games, f"unknown game {game!r}; choose from: {', '.join(valid_games)}")
+            _check(envs.is_game(game), f"unknown game {game!r}; choose from: {', '.join(valid_games)}")
         _check(len(set(self.games)) == len(self.games), f"a game is listed twice in {list(self.games)}")
         _check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
         per_game_fields = (

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -111,9 +112,9 @@ def full_parameters(module: nn.Module, layers: bool = True) -> Iterator[None]:
             unit.set_reshard_after_forward(True, recurse=False)
 
 
-def full_state_dict(model: nn.Module) -> dict[str, Tensor]:
-    """``model.state_dict()`` with every sharded tensor all-gathered into a whole one (on its device)."""
-    return {k: _whole(v) for k, v in model.state_dict().items()}
+def full_tensors(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``tensors`` (a state dict) with every sharded one all-gathered into a whole one, on its device."""
+    return {name: _whole(tensor) for name, tensor in tensors.items()}
 
 
 def plain_copy(model: nn.Module) -> nn.Module:

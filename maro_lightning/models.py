@@ -220,10 +220,11 @@ class TinyModelConfig:
     """``word``: word level, trained in memory on the games' compact observations, every integer 0..1000 a
     token (V ≈ 1k); ``byte``: 256 bytes (longer sequences, learns less well)."""
     corpus_games: tuple[str, ...] = ("bazaar", "deal", "mafia")
-    """Games whose compact observations and scripted messages give the word vocabulary."""
+    """Games whose compact observations and scripted messages give the word vocabulary (registered games or
+    ``textarena:ID`` ones with scripted agents)."""
 
     def __post_init__(self) -> None:
-        unknown = [game for game in self.corpus_games if game not in envs.names()]
+        unknown = [game for game in self.corpus_games if not envs.is_game(game)]
         if unknown or not self.corpus_games:
             raise ValueError(
                 f"tiny.corpus_games: unknown or no games {unknown or list(self.corpus_games)}; "
@@ -309,7 +310,7 @@ def load_policy(
     attn_implementation: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A causal LM and its tokenizer from a Hugging Face id or a local folder (a saved tiny model too)."""
-    tokenizer = _load_tokenizer(name_or_path)
+    tokenizer = load_tokenizer(name_or_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token  # decoder-only models often ship no pad token
     tokenizer.padding_side = "left"
@@ -319,10 +320,10 @@ def load_policy(
     return model, tokenizer
 
 
-def _load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
-    """The folder's tokenizer. A generic ``tokenizers`` tokenizer (the tiny model's, exported by
-    ``MaroModule.save_pretrained``) loads as exactly that: ``AutoTokenizer`` would pick the tokenizer class of the
-    model type in ``config.json`` (Qwen2's) and replace its pre-tokenizer, splitting "$92" differently."""
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """The tokenizer of a Hugging Face id or local folder. A generic ``tokenizers`` tokenizer (the tiny model's,
+    exported by ``MaroModule.save_pretrained``) loads as exactly that: ``AutoTokenizer`` would pick the tokenizer
+    class of the model type in ``config.json`` (Qwen2's) and replace its pre-tokenizer, splitting "$92" differently."""
     config = Path(name_or_path) / "tokenizer_config.json"
     if config.is_file() and json.loads(config.read_text()).get("tokenizer_class") in GENERIC_TOKENIZER_CLASSES:
         return PreTrainedTokenizerFast.from_pretrained(name_or_path)
@@ -337,3 +338,19 @@ def trunk_and_head(model: PreTrainedModel) -> tuple[torch.nn.Module, torch.nn.Pa
     if head is None or not hasattr(head, "weight"):
         raise ValueError(f"{type(model).__name__} has no linear output head to fuse into the loss")
     return model.get_decoder(), head.weight, getattr(head, "bias", None)
+
+
+def enable_activation_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute each decoder layer's activations in backward instead of keeping them from the forward (gradient
+    checkpointing, Chen et al. 2016, "Training Deep Nets with Sublinear Memory Cost"), with Hugging Face's switch
+    and non-reentrant ``torch.utils.checkpoint`` (``use_reentrant=False``: no input needs ``requires_grad``, and
+    it composes with FSDP). Hugging Face checkpoints only a training-mode forward with gradients enabled, so
+    ``generate`` and the no-grad scoring forward run as before.
+
+    Raises:
+        ValueError: the model does not support it (Hugging Face's message).
+    """
+    # Newer transformers name it activation_checkpointing_enable; gradient_checkpointing_enable is the older name
+    # (a deprecated alias there). Both take the checkpoint function's kwargs first.
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable({"use_reentrant": False})

@@ -16,7 +16,9 @@ LightningCLI.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
+from contextlib import AbstractContextManager
 from dataclasses import asdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,27 +31,34 @@ from lightning.pytorch.cli import LRSchedulerCallable
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor
 
+from maro_kernels import GRAD_WEIGHT_DTYPES
 from maro_kernels import IMPLS
 from maro_kernels import fused_pg_loss
 from maro_lightning import distributed
 from maro_lightning import fsdp
+from maro_lightning import lora
 from maro_lightning.batch import TrajectoryBatch
 from maro_lightning.credit import BehaviourSample
 from maro_lightning.credit import CreditAssigner
 from maro_lightning.credit import CreditBatch
 from maro_lightning.credit import CreditConfig
 from maro_lightning.credit import Episode
+from maro_lightning.errors import ConfigError
 from maro_lightning.evaluation import LadderMatch
 from maro_lightning.evaluation import invalid_rate
 from maro_lightning.evaluation import ladder_keys
 from maro_lightning.evaluation import match_outcomes
 from maro_lightning.evaluation import play_match
+from maro_lightning.lora import AdapterSnapshot
+from maro_lightning.lora import LoraConfig
+from maro_lightning.lora import SnapshotBackend
 from maro_lightning.metrics import OutcomeMetric
 from maro_lightning.metrics import explained_variance
 from maro_lightning.models import TinyModelConfig
 from maro_lightning.models import UtilityHead
 from maro_lightning.models import build_tiny_model
 from maro_lightning.models import check_policy_name
+from maro_lightning.models import enable_activation_checkpointing
 from maro_lightning.models import load_policy
 from maro_lightning.models import pad_id
 from maro_lightning.models import tokenizer_from_json
@@ -93,6 +102,12 @@ class LossConfig:
     impl: Literal["auto", "triton", "chunked", "reference"] = "auto"
     """The fused loss implementation (docs/kernels.md): auto (Triton on CUDA, else chunked), triton, chunked or
     reference. Checked when the config is parsed."""
+    grad_weight_dtype: Literal["float32", "weight"] = "float32"
+    """The dtype the fused loss (chunked, triton) accumulates the LM head's gradient ``[V, H]`` in, held from the
+    loss's forward to its backward: ``float32``, or ``weight`` (the weight's dtype: half the memory for bf16/fp16
+    weights, 1 GiB instead of 2 at V = 128k, H = 4096, for a gradient error of about √chunks · 1e-3 in bf16; avoid
+    with fp16, whose narrow range loses small gradients). Same as float32 for fp32 weights; ``reference``
+    ignores it (docs/kernels.md#accumulating-in-the-weights-dtype)."""
 
     def __post_init__(self) -> None:
         if not (0 <= self.clip_low < 1 and self.clip_high >= 0 and self.beta >= 0 and self.utility_coef >= 0):
@@ -101,6 +116,8 @@ class LossConfig:
             raise ValueError(f"bad loss config {self}: aggregation token_mean|sequence_mean, on_nonfinite raise|skip")
         if self.impl not in IMPLS:
             raise ValueError(f"bad loss config {self}: impl must be one of {', '.join(IMPLS)}")
+        if self.grad_weight_dtype not in GRAD_WEIGHT_DTYPES:
+            raise ValueError(f"bad loss config {self}: grad_weight_dtype must be {' or '.join(GRAD_WEIGHT_DTYPES)}")
         if not 0 <= self.max_skipped_fraction <= 1 or self.skip_window < 1:
             raise ValueError(f"bad loss config {self}: need 0 <= max_skipped_fraction <= 1 and skip_window >= 1")
 
@@ -126,9 +143,18 @@ class MaroModule(L.LightningModule):
         dtype: the loaded model's dtype ("auto", "bfloat16", "float32", ...); the tiny model is float32.
         attn_implementation: attention kernel; None: eager for the tiny model, else flash_attention_2 on CUDA
             when flash-attn imports, SDPA otherwise.
+        gradient_checkpointing: recompute the policy's decoder layers in the training backward instead of keeping
+            their activations (Hugging Face's activation checkpointing, non-reentrant): activation memory of
+            about one layer instead of all of them, for about one more forward pass of compute. Same loss and
+            gradients; rollouts and scoring (eval mode, no grad) are unaffected. Under FSDP, use this or the
+            strategy's ``activation_checkpointing_policy``, not both (docs/design.md#memory).
         credit: MARO's switches (M1, M2, M3, baselines), or a ``CreditAssigner`` (a subclass with its own hooks,
             ``credit: {class_path: my_pkg.MyAssigner, init_args: {config: {...}}}``).
         head: the utility head.
+        lora: LoRA adapters through ``peft`` (``pip install 'maro-lightning[lora]'``): only the adapters (and the head)
+            train; the KL reference is the base model (the adapters disabled), frozen opponents are copies of the
+            adapters, and a checkpoint holds the adapters and names the base by ``policy``, which must be a Hugging
+            Face id or folder (docs/design.md#lora). None: every weight trains.
         loss: the objective.
         sampling: decoding in rollouts and evaluation.
         generation_batch_size: prompts per ``generate`` call (0: all due prompts at once).
@@ -143,8 +169,10 @@ class MaroModule(L.LightningModule):
         tiny: TinyModelConfig | None = None,
         dtype: str = "auto",
         attn_implementation: str | None = None,
+        gradient_checkpointing: bool = False,
         credit: CreditConfig | CreditAssigner | None = None,
         head: HeadConfig | None = None,
+        lora: LoraConfig | None = None,
         loss: LossConfig | None = None,
         sampling: SamplingConfig | None = None,
         generation_batch_size: int = 0,
@@ -156,10 +184,18 @@ class MaroModule(L.LightningModule):
         if policy is not None:
             check_policy_name(policy)
         self.policy_name, self.dtype_name, self.attn_implementation = policy, dtype, attn_implementation
+        self.gradient_checkpointing = gradient_checkpointing
         self.tiny_config = _coerce(TinyModelConfig, tiny)
         self.credit = credit if isinstance(credit, CreditAssigner) else CreditAssigner(_coerce(CreditConfig, credit))
         self.credit_config = self.credit.config
         self.head_config = _coerce(HeadConfig, head)
+        self.lora_config = None if lora is None else _coerce(LoraConfig, lora)
+        if self.lora_config is not None and policy is None:
+            raise ValueError(
+                "model.lora needs a pretrained model.policy (a Hugging Face id or folder): a LoRA checkpoint keeps the "
+                "adapters only and reloads the base from there, and the tiny model is random at start "
+                "(export one with MaroModule.save_pretrained and name its folder)"
+            )
         self.loss_config = _coerce(LossConfig, loss)
         self.sampling = _coerce(SamplingConfig, sampling)
         self.generation_batch_size, self.score_batch_size = generation_batch_size, score_batch_size
@@ -168,11 +204,13 @@ class MaroModule(L.LightningModule):
         for name, config in [("tiny", self.tiny_config), ("credit", self.credit_config), ("head", self.head_config)]:
             self.hparams[name] = asdict(config)  # plain values: checkpoints load with weights_only=True
         self.hparams["loss"], self.hparams["sampling"] = asdict(self.loss_config), asdict(self.sampling)
+        self.hparams["lora"] = None if self.lora_config is None else asdict(self.lora_config)
         self.policy: torch.nn.Module | None = None
         self.utility_head: UtilityHead | None = None
         self.tokenizer = None
-        self.snapshot_names: set[str] = {REFERENCE} if self.loss_config.beta > 0 else set()
-        self.snapshots: dict[str, torch.nn.Module] = {}  # frozen copies, outside state_dict and the optimizer
+        keeps_reference = self.loss_config.beta > 0 and self.lora_config is None  # LoRA: the base is the reference
+        self.snapshot_names: set[str] = {REFERENCE} if keeps_reference else set()
+        self.snapshots: dict[str, torch.nn.Module | AdapterSnapshot] = {}  # frozen, outside state_dict and optimizer
         self._pending_snapshots: dict[str, dict[str, Tensor]] = {}
         self.skipped_steps = 0  # optimizer steps dropped for a non-finite loss or gradient (state)
         self._recent_skips: deque[bool] = deque(maxlen=self.loss_config.skip_window)  # (state)
@@ -191,39 +229,68 @@ class MaroModule(L.LightningModule):
             self.policy, self.tokenizer = build_tiny_model(self.tiny_config, self.attn_implementation or "eager")
         else:
             self.policy, self.tokenizer = load_policy(self.policy_name, self.dtype_name, self.attn_implementation)
+        if self.gradient_checkpointing:
+            enable_activation_checkpointing(self.policy)
+        if self.lora_config is not None:
+            self.policy = lora.wrap(self.policy, self.lora_config)
         hidden = self.policy.config.hidden_size
         self.utility_head = UtilityHead(hidden, **asdict(self.head_config))
         for name in sorted(self.snapshot_names):
             self.add_snapshot(name)
         mesh = fsdp.data_parallel_mesh(self._trainer)
+        if mesh is not None and self.lora_config is not None:
+            raise ConfigError(
+                "model.lora under FSDP (ModelParallelStrategy) is not supported: the frozen seats play adapter "
+                "snapshots through the policy, whose calls are not matched over the ranks; use one of the two"
+            )
         if mesh is not None:
             fsdp.shard(self, self.policy, mesh)
 
-    def add_snapshot(self, name: str) -> torch.nn.Module:
+    def add_snapshot(self, name: str) -> torch.nn.Module | AdapterSnapshot:
         """A frozen copy of the policy under ``name`` (made once; refreshed by :meth:`refresh_snapshot`)."""
         self.snapshot_names.add(name)
         if name not in self.snapshots and self.policy is not None:
-            snapshot = fsdp.plain_copy(self.policy).requires_grad_(False).eval()
+            snapshot = self._frozen_copy()
             if name in self._pending_snapshots:  # restored from a checkpoint before the copy existed
                 snapshot.load_state_dict(self._pending_snapshots.pop(name))
             self.snapshots[name] = snapshot
         return self.snapshots.get(name)
 
     def refresh_snapshot(self, name: str) -> None:
-        """Copy the policy's current weights into the snapshot ``name`` (gathered whole when sharded)."""
-        self.add_snapshot(name).load_state_dict(fsdp.full_state_dict(self.policy))
+        """Copy the policy's current weights into the snapshot ``name``."""
+        self.add_snapshot(name).load_state_dict(self.policy_weights())
 
-    def policy_from_checkpoint(self, path: str | Path) -> torch.nn.Module:
+    def policy_weights(self) -> dict[str, Tensor]:
+        """What a frozen copy of the policy holds: its state dict, or under LoRA its adapter's weights only; whole
+        when FSDP shards the policy (gathered: every rank calls it at the same point)."""
+        if self.lora_config is not None:
+            return {name: p.detach() for name, p in lora.adapter_parameters(self.policy).items()}
+        return fsdp.full_tensors(self.policy.state_dict())
+
+    def _frozen_copy(self) -> torch.nn.Module | AdapterSnapshot:
+        """A frozen copy of the policy as it is now: a deep copy, or under LoRA a copy of the adapters alone."""
+        if self.lora_config is not None:
+            return AdapterSnapshot(self.policy_weights())
+        return fsdp.plain_copy(self.policy).requires_grad_(False).eval()
+
+    def policy_from_checkpoint(self, path: str | Path) -> torch.nn.Module | AdapterSnapshot:
         """A frozen copy of the policy holding the weights of ``path``, a checkpoint of the same model (e.g. this
-        run's ``warm_start.ckpt``), on the policy's device."""
+        run's ``warm_start.ckpt``), on the policy's device; :meth:`policy_backend` plays it (``model=``)."""
         checkpoint = torch.load(path, map_location=self.device, weights_only=True)
         prefix = "policy."
         weights = {k.removeprefix(prefix): v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
-        policy = fsdp.plain_copy(self.policy).requires_grad_(False).eval()
+        policy = self._frozen_copy()
         policy.load_state_dict(weights)
         return policy
 
-    def snapshot(self, name: str) -> torch.nn.Module | None:
+    def reference_policy(self) -> AbstractContextManager[torch.nn.Module]:
+        """The frozen KL reference for a block of forwards: the reference snapshot, or under LoRA the policy itself
+        with its adapters disabled (the base model: no second copy)."""
+        if self.lora_config is not None:
+            return lora.adapters_disabled(self.policy)
+        return contextlib.nullcontext(self.snapshot(REFERENCE))
+
+    def snapshot(self, name: str) -> torch.nn.Module | AdapterSnapshot | None:
         """The snapshot ``name`` on the policy's device, or None."""
         snapshot = self.snapshots.get(name)
         return None if snapshot is None else snapshot.to(self.device)
@@ -234,10 +301,15 @@ class MaroModule(L.LightningModule):
         return self.sampling.temperature or 1.0
 
     # --------------------------------------------------------------------------------------- the rollout
-    def policy_backend(self, name: str | None = None, model: torch.nn.Module | None = None) -> HFGenerate:
-        """Batched generation with the policy, the snapshot ``name``, or another copy ``model`` of it."""
+    def policy_backend(
+        self, name: str | None = None, model: torch.nn.Module | AdapterSnapshot | None = None
+    ) -> HFGenerate | SnapshotBackend:
+        """Batched generation with the policy, the snapshot ``name``, or another copy ``model`` of it (an adapter
+        snapshot plays through the policy, its adapter swapped in)."""
         if model is None:
             model = self.policy if name is None else self.snapshot(name)
+        if isinstance(model, AdapterSnapshot):
+            return SnapshotBackend(model, self.policy_backend())
         return HFGenerate(model, self.tokenizer, batch_size=self.generation_batch_size)
 
     def score(self, games: list[PlayedGame], forward: bool = True) -> ScoredRound:
@@ -249,7 +321,7 @@ class MaroModule(L.LightningModule):
                 self.policy,
                 self.utility_head,
                 games,
-                reference=self.snapshot(REFERENCE) if self.loss_config.beta > 0 and forward else None,
+                reference=self.reference_policy() if self.loss_config.beta > 0 and forward else None,
                 temperature=self.temperature,
                 batch_size=self.score_batch_size,
                 pad_id=self.pad_id,
@@ -305,7 +377,8 @@ class MaroModule(L.LightningModule):
     # --------------------------------------------------------------------------------------- training
     def training_step(self, batch: TrajectoryBatch, batch_idx: int) -> Tensor | None:
         trunk, weight, bias = trunk_and_head(self.policy)
-        hidden = trunk(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state  # [B, L, H]
+        outputs = trunk(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)  # no KV cache
+        hidden = outputs.last_hidden_state  # [B, L, H]
         token_weights, normalizer = self.token_weights(batch)
         cfg = self.loss_config
         beta = cfg.beta if batch.ref_logprobs is not None else 0.0  # imitation rounds have no reference term
@@ -324,6 +397,7 @@ class MaroModule(L.LightningModule):
             temperature=self.temperature,
             normalizer=normalizer,
             impl=cfg.impl,
+            grad_weight_dtype=cfg.grad_weight_dtype,
         )
         values, q_values = self.utility_head.behaviour_values(hidden, batch.prompt_last, batch.response_last)
         step_weight = batch.step_totals.weight / self._micro_batches_per_step
@@ -468,8 +542,13 @@ class MaroModule(L.LightningModule):
         if self.policy_name is None:
             state["tokenizer"] = tokenizer_to_json(self.tokenizer)
         checkpoint["maro"] = state
+        if self.lora_config is not None:  # the adapters; the base is reloaded from `policy`
+            base = self._base_state()
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in base}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.lora_config is not None:  # the base as loaded from `policy`, under the checkpoint's adapters
+            checkpoint["state_dict"] = self._base_state() | checkpoint["state_dict"]
         state = checkpoint.get("maro", {})
         if "credit" in state:
             self.credit.load_state_dict(state["credit"])
@@ -485,9 +564,15 @@ class MaroModule(L.LightningModule):
             else:
                 self._pending_snapshots[name] = weights  # made later (add_snapshot) by whoever needs it
 
+    def _base_state(self) -> dict[str, Tensor]:
+        """Under LoRA: the frozen base model's entries of this module's state dict (a checkpoint leaves them out)."""
+        return {f"policy.{name}": tensor for name, tensor in lora.base_state(self.policy).items()}
+
     def save_pretrained(self, directory: str) -> None:
-        """Export the policy and its tokenizer as a Hugging Face folder (``load_policy(directory)`` reads it)."""
-        self.policy.save_pretrained(directory)
+        """Export the policy and its tokenizer as a Hugging Face folder (``load_policy(directory)`` reads it); under
+        LoRA, a copy with the adapters merged into the base weights (training can go on)."""
+        policy = self.policy if self.lora_config is None else lora.merged_copy(self.policy)
+        policy.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)
 
 

@@ -11,6 +11,7 @@ every rank when training is distributed (so that its baselines and role counts a
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +70,7 @@ def score_round(
     head: UtilityHead,
     games: list[PlayedGame],
     *,
-    reference: PreTrainedModel | None = None,
+    reference: AbstractContextManager[PreTrainedModel] | None = None,
     temperature: float = 1.0,
     batch_size: int = 64,
     pad_id: int = 0,
@@ -78,6 +79,9 @@ def score_round(
 ) -> ScoredRound:
     """V, Q, old (and reference) log-probs of every policy behaviour of ``games``, ``batch_size`` rows per
     forward. ``temperature`` divides the logits as in sampling, so the log-probs are the sampler's.
+
+    ``reference`` is entered once around the reference forwards and gives the frozen reference model:
+    ``nullcontext(snapshot)``, or under LoRA the policy with its adapters disabled (``lora.adapters_disabled``).
 
     ``forward=False`` skips the model (V = Q = 0, no log-probs): behaviour cloning rounds need none of it, as
     their loss is the teacher's likelihood and the utility head regresses the outcome.
@@ -96,25 +100,45 @@ def score_round(
     n = len(pairs)
     values, q_values = torch.zeros(n), torch.zeros(n)
     old: list[Tensor | None] = [None] * n
-    ref: list[Tensor | None] = [None] * n
     # Batches of similar lengths waste little on padding; the results go back to flattening order.
     order = sorted(range(n), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
     batches = [order[start : start + batch_size] for start in range(0, n, batch_size)]
     no_ops = distributed.max_over_ranks([len(batches)])[0] - len(batches) if lockstep else 0
-    with _eval_mode(model), _eval_mode(reference):
-        for _ in range(no_ops):
-            response_logprobs(model, [([pad_id], [pad_id])], pad_id, temperature)
+    with _eval_mode(model):
+        _no_op_forwards(model, no_ops, pad_id, temperature)
         for rows in batches:
             chunk = [pairs[i] for i in rows]
             hidden, logprobs = response_logprobs(model, chunk, pad_id, temperature)
             v, q = head.behaviour_values(hidden, *_last_positions(chunk, hidden.device))
             values[rows], q_values[rows] = v.float().cpu(), q.float().cpu()
-            references = (
-                response_logprobs(reference, chunk, pad_id, temperature)[1] if reference is not None else logprobs
-            )
-            for i, logprob, reference_logprob in zip(rows, logprobs, references, strict=True):
-                old[i], ref[i] = logprob, reference_logprob
-    return ScoredRound(episodes, values, q_values, pairs, old, ref if reference is not None else None)
+            for i, logprob in zip(rows, logprobs, strict=True):
+                old[i] = logprob
+    ref = None if reference is None else _reference_logprobs(reference, pairs, batches, pad_id, temperature)
+    return ScoredRound(episodes, values, q_values, pairs, old, ref)
+
+
+def _reference_logprobs(
+    reference: AbstractContextManager[PreTrainedModel],
+    pairs: list[Pair],
+    batches: list[list[int]],
+    pad_id: int,
+    temperature: float,
+) -> list[Tensor]:
+    """The response tokens' log-probs under the reference, over the same ``batches`` of row indices."""
+    logprobs: list[Tensor | None] = [None] * len(pairs)
+    with reference as model, _eval_mode(model):
+        for rows in batches:
+            _, chunk = response_logprobs(model, [pairs[i] for i in rows], pad_id, temperature)
+            for i, logprob in zip(rows, chunk, strict=True):
+                logprobs[i] = logprob
+    return logprobs
+
+
+def _no_op_forwards(model: PreTrainedModel, count: int, pad_id: int, temperature: float) -> None:
+    """``count`` forwards of a one-token row whose results are dropped: a rank with fewer scoring batches than
+    another runs them, so that the forwards of a sharded model (collective) match over the ranks."""
+    for _ in range(count):
+        response_logprobs(model, [([pad_id], [pad_id])], pad_id, temperature)
 
 
 def credit_round(

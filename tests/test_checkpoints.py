@@ -192,6 +192,17 @@ def test_a_resume_refuses_another_architecture_naming_the_keys(tmp_path, capsys,
     assert "the config's model.tiny.corpus_games, model.tiny.hidden_size differ from the checkpoint's" in line
 
 
+def test_the_lora_config_is_part_of_the_architecture():
+    """Adapters only load into the same adapters: another rank, or LoRA switched on or off, is a conflict."""
+    from maro_lightning.checkpoints import architecture_conflicts
+
+    adapters = {"r": 4, "alpha": None, "dropout": 0.0, "target_modules": "all-linear"}
+    assert architecture_conflicts({"lora": adapters}, {"lora": adapters}) == []
+    assert architecture_conflicts({"lora": adapters}, {"lora": {**adapters, "r": 8}}) == ["lora.r"]
+    assert architecture_conflicts({"lora": adapters}, {}) == ["lora"]
+    assert architecture_conflicts({}, {"lora": adapters}) == ["lora"]  # a checkpoint of full fine-tuning
+
+
 def test_a_resume_on_other_games_is_refused_and_play_warns(tmp_path, capsys, started):
     config = tiny_config(tmp_path / "tiny.yaml")  # plays bazaar
     checkpoint = checkpoint_of(tmp_path, games=("deal",))

@@ -52,3 +52,15 @@ def test_bad_names_fail_with_the_valid_choices(capsys, args, message):
 def test_list_agents(capsys):
     main(["play", "--game", "bazaar", "--seats", "list"])
     assert "boulware, conceder, hardliner, linear, random" in capsys.readouterr().out
+
+
+def test_play_a_textarena_game(capsys):
+    pytest.importorskip("textarena", reason="the textarena extra is not installed")
+    game = "textarena:KuhnPoker-v0"
+    one_hand = "textarena_kwargs={'max_rounds': 1}"
+    assert main(["play", "--game", game, "--seats", "nash,random", "--option", one_hand]) == 0
+    out = capsys.readouterr().out
+    assert f"=== {game}, seed 0: player 0 = nash, player 1 = random" in out
+    assert "player 1 (Player 1): [" in out and "--- outcome" in out and "reward" in out
+    main(["play", "--game", game, "--seats", "list"])
+    assert "nash, random" in capsys.readouterr().out

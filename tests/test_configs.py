@@ -2,6 +2,7 @@
 the problem, and `maro fit` -> checkpoint -> `maro play` / `maro validate` works end to end through `main`."""
 
 import csv
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from maro_lightning.cli import DEMO_CONFIG
 from maro_lightning.cli import main
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))  # configs/**: every YAML
+NEEDS_TEXTARENA = pytest.mark.skipif(
+    importlib.util.find_spec("textarena") is None, reason="a textarena:ID game needs the textarena extra"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +61,11 @@ def print_config(*args: str) -> None:
     assert exit_info.value.code in (0, None)
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(CONFIGS[0].parents[0]).as_posix())
+@pytest.mark.parametrize(
+    "path",
+    [pytest.param(p, marks=NEEDS_TEXTARENA) if "textarena:" in p.read_text() else p for p in CONFIGS],
+    ids=lambda p: p.relative_to(CONFIGS[0].parents[0]).as_posix(),
+)
 def test_every_config_parses(path, capsys):
     print_config("-c", str(path))
     printed = yaml.safe_load(capsys.readouterr().out)
@@ -75,6 +83,11 @@ def test_help_shows_the_config_dataclasses_attribute_docstrings(capsys):
         main(["fit", "--model.help", "MaroModule", "--model.loss.help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--model.loss.impl {auto,triton,chunked,reference} The fused loss implementation" in help_text
+    assert "--model.loss.grad_weight_dtype {float32,weight} The dtype the fused loss" in help_text
+    with pytest.raises(SystemExit):
+        main(["fit", "--model.help", "MaroModule"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--model.gradient_checkpointing {true,false} recompute the policy's decoder layers" in help_text
 
 
 def test_fit_without_a_config_uses_the_demo(capsys):
@@ -114,6 +127,10 @@ def test_the_gpu_config_builds_its_fsdp2_strategy():
             ("    loss:\n", "    loss:\n      impl: chunk\n"),
             "Expected a typing.Literal['auto', 'triton', 'chunked', 'reference']",
         ),
+        (
+            ("    loss:\n", "    loss:\n      grad_weight_dtype: bf16\n"),
+            "Expected a typing.Literal['float32', 'weight']",
+        ),
         (("max_new_tokens: 16", "max_new_token: 16"), "Option 'max_new_token' is not accepted"),
         (("weighting: role", "weighting: [role]"), "Parser key \"model.credit.weighting\": Expected a <class 'str'>"),
         (
@@ -121,7 +138,7 @@ def test_the_gpu_config_builds_its_fsdp2_strategy():
             "Parser key \"trainer.callbacks.games.learner_players\": Expected a <class 'list'>",
         ),
     ],
-    ids=["loss_aggregation", "loss_impl", "typo_key", "wrong_type", "game_entry_type"],
+    ids=["loss_aggregation", "loss_impl", "loss_grad_weight_dtype", "typo_key", "wrong_type", "game_entry_type"],
 )
 def test_a_bad_value_fails_at_parse_time(tmp_path, capsys, edit, message):
     """One line on stderr, the innermost key first (not jsonargparse's usage text and tree of Union subtypes)."""
@@ -228,6 +245,29 @@ def test_a_value_that_cannot_run_fails_at_start_up_in_one_line(tmp_path, capsys,
     assert exit_info.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1].startswith("maro fit: error: ") and message in lines[-1], lines
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("peft", "message"),
+    [
+        (False, "model.lora needs the peft package, which is not installed: pip install 'maro-lightning[lora]'"),
+        (True, "model.lora needs a pretrained model.policy (a Hugging Face id or folder)"),
+    ],
+    ids=["without_peft", "on_the_tiny_model"],
+)
+def test_lora_fails_at_start_up_without_peft_or_a_pretrained_policy(tmp_path, capsys, monkeypatch, peft, message):
+    if peft:
+        pytest.importorskip("peft", reason="LoRA needs peft: pip install 'maro-lightning[lora]'")
+    else:
+        monkeypatch.setitem(sys.modules, "peft", None)  # as if not installed: find_spec gives None, import fails
+    bad = tmp_path / "lora.yaml"
+    bad.write_text(DEMO_CONFIG.read_text().replace("    loss:\n", "    lora: {r: 4}\n    loss:\n"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "-c", str(bad)])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("maro fit: error: bad config: ") and message in lines[-1], lines
     assert not (tmp_path / "runs").exists()
 
 

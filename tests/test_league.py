@@ -19,7 +19,7 @@ from maro_lightning.rollout.league import LeagueConfig
 def _league(n: int, **config) -> League:
     league = League(LeagueConfig(**config))
     for joined in range(n):
-        league.add(torch.nn.Linear(2, 2), joined=joined)
+        league.add(torch.nn.Linear(2, 2).state_dict(), joined=joined)
     return league
 
 
@@ -61,10 +61,10 @@ def test_uniform_records_of_a_departed_member_and_bad_configs():
 def test_members_are_copies_loaded_on_demand_and_survive_a_state_round_trip():
     league = League(LeagueConfig(size=2))
     policy, vessel = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
-    first = league.add(policy, joined=0)
+    first = league.add(policy.state_dict(), joined=0)
     with torch.no_grad():
         policy.weight.add_(1.0)  # training goes on: the member keeps the weights it joined with
-    second = league.add(policy, joined=5)
+    second = league.add(policy.state_dict(), joined=5)
     torch.testing.assert_close(league.load(first.id, vessel).weight, policy.weight - 1.0)
     torch.testing.assert_close(league.load(second.id, vessel).weight, policy.weight)
     league.record(second.id, 1.0)

@@ -152,14 +152,7 @@ class SocialEnv(ABC):
         self._check_can_act(player, text)
         text = clean_text(text)  # no lone surrogate reaches a prompt, a tokenizer or a saved round
         public, _private = strip_think(text)
-        phase = self._phase()
-        try:
-            action, talk = self._read(player, public)
-        except InvalidAction as err:
-            self._handle_invalid(player, text, phase, str(err))
-        else:
-            self._retries.pop(player, None)
-            self._commit(player, text, phase, action, talk, valid=True)
+        self._play(player, text, public)
         self._after_step()
 
     def outcome(self) -> Outcome:
@@ -226,6 +219,19 @@ class SocialEnv(ABC):
         return None
 
     # ------------------------------------------------------------------------------------------ internals
+    def _play(self, player: int, text: str, public: str) -> None:
+        """Apply one turn and log it: ``text`` is the cleaned raw text, ``public`` the part outside ``<think>``.
+        The shared tag protocol: read the action tag, apply it, or apply the invalid-action policy. An adapter of
+        another library's games (envs/textarena_env.py) overrides this to let that library read the text."""
+        phase = self._phase()
+        try:
+            action, talk = self._read(player, public)
+        except InvalidAction as err:
+            self._handle_invalid(player, text, phase, str(err))
+        else:
+            self._retries.pop(player, None)
+            self._commit(player, text, phase, action, talk, valid=True)
+
     def _read(self, player: int, public: str) -> tuple[Action, str]:
         tags = find_tags(public, self.tags)
         tag = select_tag(tags, strict=self.strict)

@@ -16,9 +16,12 @@ from maro_lightning.envs.base import SocialEnv
 from maro_lightning.registry import Registry
 
 GAMES: Registry[type[SocialEnv]] = Registry("game")
+# prefix -> builds the class of the game "prefix:ID" from ID (another library's games, e.g. textarena:KuhnPoker-v0)
+FAMILIES: Registry[Callable[[str], type[SocialEnv]]] = Registry("game family")
 _AGENTS: dict[str, Registry[Callable[..., ScriptedAgent]]] = {}  # game -> its scripted agents
 E = TypeVar("E", bound=type[SocialEnv])
 A = TypeVar("A", bound=Callable[..., ScriptedAgent])
+F = TypeVar("F", bound=Callable[[str], type[SocialEnv]])
 
 
 def register_game(cls: E) -> E:
@@ -27,19 +30,44 @@ def register_game(cls: E) -> E:
     return cls
 
 
+def register_family(prefix: str) -> Callable[[F], F]:
+    """Decorator: ``build(ID)`` returns the class of the game named ``prefix:ID``, for every ID of another library
+    (``textarena:KuhnPoker-v0``). A family's games are built on first use, and are not listed by :func:`names`."""
+    return FAMILIES.decorator(prefix)
+
+
+def game_class(name: str) -> type[SocialEnv]:
+    """The class of game ``name``: a registered game, or a game of a registered family (``prefix:ID``)."""
+    prefix, colon, ident = name.partition(":")
+    if colon and prefix in FAMILIES:
+        return _family_game(prefix, ident)
+    return GAMES.get(name)
+
+
+def is_game(name: str) -> bool:
+    """Whether ``name`` is a registered game or names one of a family (checked when it is built)."""
+    prefix, colon, _ = name.partition(":")
+    return name in GAMES or (bool(colon) and prefix in FAMILIES)
+
+
+@functools.cache
+def _family_game(prefix: str, ident: str) -> type[SocialEnv]:
+    return FAMILIES.get(prefix)(ident)
+
+
 def register_agent(game: str, name: str) -> Callable[[A], A]:
     """Decorator: make a scripted-agent factory available as ``agent(name, game=game)``."""
     return _agents(game).decorator(name)
 
 
 def names() -> list[str]:
-    """Names of the registered games."""
+    """Names of the registered games (not the games of families: ``textarena:ID`` is any TextArena id)."""
     return GAMES.names()
 
 
 def make(name: str, **options: Any) -> SocialEnv:
     """A new env of game ``name``; ``options`` are the game's constructor options (see its docstring)."""
-    cls = GAMES.get(name)
+    cls = game_class(name)
     _check_options(cls, name, options)
     _check_values(cls, name, options)
     return cls(**options)
@@ -47,7 +75,7 @@ def make(name: str, **options: Any) -> SocialEnv:
 
 def agent_names(game: str) -> list[str]:
     """Names of the scripted agents of ``game``."""
-    GAMES.get(game)
+    game_class(game)
     return _agents(game).names()
 
 
@@ -118,10 +146,19 @@ def _check_value(where: str, hint: Any, value: Any) -> None:
 
 
 def _keyword_names(target: Callable[..., Any]) -> set[str]:
-    """Keyword parameters of ``target`` (for a class, of its __init__ and its bases' __init__)."""
-    if inspect.isclass(target):
-        funcs = [c.__init__ for c in inspect.getmro(target) if "__init__" in vars(c)]
-    else:
-        funcs = [target]
+    """Keyword parameters of ``target`` (for a class: of its __init__, and of its bases' __init__ for as long as
+    each passes ``**kwargs`` on)."""
+    funcs = _init_chain(target) if inspect.isclass(target) else [target]
     kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     return {p.name for f in funcs for p in inspect.signature(f).parameters.values() if p.kind in kinds} - {"self"}
+
+
+def _init_chain(cls: type) -> list[Callable[..., Any]]:
+    chain = []
+    for c in inspect.getmro(cls):
+        if "__init__" in vars(c):
+            chain.append(c.__init__)
+            kinds = {p.kind for p in inspect.signature(c.__init__).parameters.values()}
+            if inspect.Parameter.VAR_KEYWORD not in kinds:
+                break
+    return chain

@@ -34,7 +34,7 @@ class GameSpec:
     """One game of the rollout mix.
 
     Args:
-        name: a registered game (``envs.names()``).
+        name: a registered game (``envs.names()``) or a ``textarena:ID`` one.
         weight: relative frequency of this game in the mix.
         options: the game's constructor options (e.g. ``{"obs_format": "compact"}``).
         opponents: seat -> probability for every non-learner player: ``"policy"`` (self-play, trained on

@@ -7,23 +7,23 @@ et al. 2019, "Grandmaster level in StarCraft II", whose ``f_hard(x) = (1 − x)^
 Scripted anchors are not members: they are the other names of a game's opponent mix, e.g.
 ``opponents: {frozen: 0.75, linear: 0.25}``.
 
-The members' weights live on the CPU (one copy of the policy each); a frozen seat plays through one model, the
-module's opponent snapshot, into which a member's weights are loaded when another member played last.
+The members' weights live on the CPU (one copy of the policy each, or of its adapters under LoRA); a frozen seat plays
+through one model, the module's opponent snapshot, into which a member's weights are loaded when another member played
+last.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
 from typing import Literal
 from typing import Protocol
 
-import torch
 from torch import Tensor
 
-from maro_lightning import fsdp
 from maro_lightning.rollout.generation import GenerationBackend
 
 
@@ -71,6 +71,12 @@ class Member:
         return (self.successes + 1.0) / (self.games + 2.0)
 
 
+class Snapshot(Protocol):
+    """Where a member's weights are loaded: a copy of the policy, or under LoRA an adapter snapshot."""
+
+    def load_state_dict(self, weights: Mapping[str, Tensor]) -> Any: ...
+
+
 class OpponentPool(Protocol):
     """What the rollout engine needs for frozen seats: a member per game, and a backend that plays it."""
 
@@ -88,12 +94,11 @@ class League:
         self.next_id = 0
         self._loaded: tuple[int, int] | None = None  # (id of the model, member) whose weights it holds
 
-    def add(self, model: torch.nn.Module, joined: int) -> Member:
-        """A copy of ``model``'s weights joins as the newest member (at round ``joined``); the oldest leaves when
-        the league is full. Every rank calls it together when FSDP shards ``model``."""
-        state = fsdp.full_state_dict(model)  # gathered whole when FSDP shards the model (collective)
-        weights = {name: tensor.detach().to("cpu", copy=True) for name, tensor in state.items()}
-        member = Member(self.next_id, joined, weights)
+    def add(self, weights: Mapping[str, Tensor], joined: int) -> Member:
+        """A copy of the policy's ``weights`` (its state dict, or under LoRA its adapter's) joins as the newest member
+        (at round ``joined``); the oldest leaves when the league is full."""
+        copied = {name: tensor.detach().to("cpu", copy=True) for name, tensor in weights.items()}
+        member = Member(self.next_id, joined, copied)
         self.members = [*self.members, member][-self.config.size :]
         self.next_id += 1
         return member
@@ -122,8 +127,8 @@ class League:
             if m.id == member:
                 m.successes, m.games = m.successes + success, m.games + 1
 
-    def load(self, member: int, model: torch.nn.Module) -> torch.nn.Module:
-        """``model`` holding ``member``'s weights (loaded only when it held another member's)."""
+    def load(self, member: int, model: Snapshot) -> Snapshot:
+        """``model`` (the opponent snapshot) holding ``member``'s weights (loaded only if it held another member's)."""
         if self._loaded != (id(model), member):
             weights = next((m.weights for m in self.members if m.id == member), None)
             if weights is None:

@@ -1,8 +1,8 @@
 """fused_pg_loss and selective_logprobs: every impl against the reference (docs/kernels.md).
 
-On CPU the Triton kernel runs under TRITON_INTERPRET=1 (set in conftest), fp32 only and small shapes: the
-interpreter is ~100× slower than torch. bf16/fp16 run on CPU for the chunked path; the Triton kernel's bf16/fp16
-checks need a GPU and are marked `gpu`.
+On CPU the Triton kernel runs under TRITON_INTERPRET=1 (set in conftest), fp32 and small shapes (bf16 only for the
+grad_weight accumulator's test): the interpreter is ~100× slower than torch. bf16/fp16 run on CPU for the chunked
+path; the Triton kernel's bf16/fp16 checks against torch need a GPU and are marked `gpu`.
 """
 
 from __future__ import annotations
@@ -262,6 +262,89 @@ def test_no_tokens_by_vocab_tensor(impl, monkeypatch):
     assert probe.largest <= 16 * case.v * 4 < case.n * case.v * 4 <= reference_probe.largest
 
 
+def gamma(n: int, unit_roundoff: float) -> float:
+    """γ_n = n·u / (1 − n·u): the relative error bound of n roundings (Higham, Accuracy and Stability of Numerical
+    Algorithms, 2nd ed., Lemma 3.1); defined for n·u < 1 (bf16: n < 256)."""
+    assert n * unit_roundoff < 1, n
+    return n * unit_roundoff / (1 - n * unit_roundoff)
+
+
+BF16_U, FP32_U = 2.0**-8, 2.0**-24  # unit roundoffs: 8 and 24 significant bits, round to nearest
+
+
+@pytest.fixture
+def recorded_dlogits(monkeypatch):
+    """Every chunk's dL/dlogits `[c, V]` as the row function hands it to the driver's matmuls, in call order."""
+    chunks = []
+
+    def recording(row_fn):
+        def rows(logits, targets, tokens, outs, params):
+            dlogits = row_fn(logits, targets, tokens, outs, params)
+            chunks.append(dlogits.clone())
+            return dlogits
+
+        return rows
+
+    for name in ("torch_rows", "triton_rows"):
+        monkeypatch.setattr(maro_kernels, name, recording(getattr(maro_kernels, name)))
+    return chunks
+
+
+def _weight_grad(impl: str, inputs: dict, grad_weight_dtype: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The accumulator the forward saved for backward and the weight's gradient after backward."""
+    weight = inputs["weight"].detach().clone().requires_grad_()
+    kwargs = {k: v for k, v in inputs.items() if k not in ("hidden", "weight", "targets", "advantages")}
+    loss, _ = fused_pg_loss(
+        inputs["hidden"], weight, inputs["targets"], inputs["advantages"], impl=impl,
+        grad_weight_dtype=grad_weight_dtype, **kwargs,
+    )  # fmt: skip
+    accumulator = loss.grad_fn.saved_tensors[1]  # (grad_hidden, grad_weight, grad_bias); None where not needed
+    loss.backward()
+    return accumulator, weight.grad
+
+
+def _bf16_running_sum(dz: list[torch.Tensor], hidden: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """What a bf16 accumulator should hold: each chunk's product in fp32, added to the bf16 sum with one rounding."""
+    acc = torch.zeros(dz[0].shape[1], hidden[0].shape[1], dtype=torch.bfloat16)  # [V, H]
+    for d, h in zip(dz, hidden, strict=True):
+        acc = (acc.float() + d.float().T @ h.float()).bfloat16()
+    return acc
+
+
+@pytest.mark.parametrize("impl", FUSED)
+def test_grad_weight_in_bf16_stays_within_the_summation_bound(impl, monkeypatch, recorded_dlogits):
+    """`grad_weight_dtype="weight"` with bf16 weights: a bf16 accumulator (half the bytes) that rounds the running
+    sum once per chunk, and a gradient that differs from the fp32 accumulator's by at most the bound derived in
+    docs/kernels.md#accumulating-in-the-weights-dtype, per element:
+
+        |g_weight − g_float32| ≤ γ_{K+2}(2^-8) · Σ_k |x_k|  +  2·γ_{c+K}(2^-24) · Σ_i |dz_i|·|h_i|
+
+    x_k = dz_kᵀ h_k is chunk k's exact contribution (K chunks of c rows), dz the dL/dlogits the kernel computed.
+    The first term is bf16's: K roundings of the running sum (Higham §4.2), one of each chunk product in the fp32
+    mode and its final cast; the second covers fp32's in the products and the fp32 sum. The worst case is loose
+    (a 1 % bias would pass it), so the accumulator is also checked against a bf16 running sum computed here.
+    """
+    case, rows = Case(64, 16, 300, beta=0.05), 8  # K = 8 chunks of c = 8 rows
+    monkeypatch.setattr(maro_kernels.chunked, "CPU_CHUNK_ELEMS", rows * case.v)
+    inputs = make_inputs(case, dtype=torch.bfloat16)
+    acc32, grad32 = _weight_grad(impl, inputs, "float32")
+    dz = recorded_dlogits[:]
+    acc16, grad16 = _weight_grad(impl, inputs, "weight")
+    assert len(dz) == 8 and all(torch.equal(a, b) for a, b in zip(dz, recorded_dlogits[8:], strict=True))
+    assert (acc32.dtype, acc16.dtype) == (torch.float32, torch.bfloat16) and grad16.dtype == torch.bfloat16
+    assert acc16.numel() * acc16.element_size() == case.v * case.h * 2 == acc32.numel() * acc32.element_size() // 2
+    h = inputs["hidden"].split(rows)  # [c, H] per chunk
+    # Bit for bit but for fp32 summation-order ties: at most one bf16 ulp, on under 1 % of the elements.
+    ulps = (grad16.view(torch.int16).int() - _bf16_running_sum(dz, h).view(torch.int16).int()).abs()
+    assert ulps.max() <= 1 and (ulps > 0).float().mean() < 0.01, (ulps.max(), (ulps > 0).float().mean())
+    contributions = torch.stack([d.double().T @ hk.double() for d, hk in zip(dz, h, strict=True)])  # [K, V, H]
+    abs_products = sum(d.double().abs().T @ hk.double().abs() for d, hk in zip(dz, h, strict=True))  # [V, H]
+    bound = gamma(len(dz) + 2, BF16_U) * contributions.abs().sum(0) + 2 * gamma(rows + len(dz), FP32_U) * abs_products
+    error = (grad16.double() - grad32.double()).abs()  # [V, H]
+    assert (error <= bound).all(), (error - bound).max()
+    assert error.max() > 0  # the bf16 accumulator did round: the option is not a no-op
+
+
 def test_auto_is_chunked_on_cpu():
     inputs = make_inputs(CASES["odd"])
     assert_same_results(run("auto", inputs), run("chunked", inputs))
@@ -288,6 +371,7 @@ BAD_CALLS = {
     "temperature": (_bad(temperature=0.0), ValueError, "temperature > 0"),
     "clip": (_bad(clip_low=1.0), ValueError, "clip_low"),
     "impl": (_bad(impl="cuda"), ValueError, "impl must be one of"),
+    "grad_weight_dtype": (_bad(grad_weight_dtype="bf16"), ValueError, "grad_weight_dtype must be one of"),
 }
 
 

@@ -2,9 +2,9 @@
 
 ``python fsdp_run.py OUT``; Lightning starts the second rank by running this file again. Each rank trains 4 steps of
 the tiny model (a warm-start round, then an RL round: generation, scoring, the reference's refresh, a league member)
-with more games on rank 1 than on rank 0 and gradient clipping on, saving a checkpoint at step 2; then, in the same
-processes, resumes from it to step 4 and plays one ladder match per rank (``validate``). Each rank writes what it saw
-to ``OUT/rank{r}.json``.
+with more games on rank 1 than on rank 0, gradient checkpointing and gradient clipping on, saving a checkpoint at
+step 2; then, in the same processes, resumes from it to step 4 and plays one ladder match per rank (``validate``).
+Each rank writes what it saw to ``OUT/rank{r}.json``.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class Probe(L.Callback):
         self.record["all_sharded"] = all(isinstance(p, DTensor) for p in params)
         self.record["local_numel"] = sum(p.to_local().numel() for p in params)
         self.record["numel"] = sum(p.numel() for p in params)
+        self.record["checkpointing"] = any(getattr(m, "gradient_checkpointing", False) for m in module.policy.modules())
         self._instrument(module)
 
     def _instrument(self, module: MaroModule) -> None:
@@ -65,7 +66,7 @@ class Probe(L.Callback):
 
         def checked_refresh(name: str) -> None:
             refresh(name)
-            policy, snapshot = fsdp.full_state_dict(module.policy), module.snapshots[name].state_dict()
+            policy, snapshot = module.policy_weights(), module.snapshots[name].state_dict()
             record[f"refreshed_{name}_equal"] = all(torch.equal(policy[k], v) for k, v in snapshot.items())
 
         module.policy.get_decoder().register_forward_pre_hook(count_forward)
@@ -98,16 +99,16 @@ def fit(out: Path, ckpt_path: Path | None = None) -> tuple[L.Trainer, MaroModule
         callbacks=[simulation(rollout_every=2, imitation_rounds=1), probe, checkpoints],
         **{**QUIET, "enable_checkpointing": True},
     )
-    module = tiny_module(score_batch_size=4, generation_batch_size=2)
+    module = tiny_module(score_batch_size=4, generation_batch_size=2, gradient_checkpointing=True)
     trainer.fit(module, datamodule=data(batch_size=4), ckpt_path=ckpt_path)
     return trainer, module, probe.record
 
 
 def main(out: Path) -> None:
     _, module, straight = fit(out / "straight")
-    final = fsdp.full_state_dict(module)
+    final = fsdp.full_tensors(module.state_dict())
     trainer, module, resumed = fit(out / "resumed", ckpt_path=out / "straight" / "step=2.ckpt")
-    resumed_final = fsdp.full_state_dict(module)
+    resumed_final = fsdp.full_tensors(module.state_dict())
     resumed["params_equal"] = final.keys() == resumed_final.keys() and all(
         torch.equal(final[k], resumed_final[k]) for k in final
     )
