@@ -463,6 +463,16 @@ def say(message: str) -> None:
         print(message, flush=True)
 
 
+def select_arms(arms: tuple[Arm, ...], only: list[str] | None) -> tuple[Arm, ...]:
+    """The arms named in ``only`` (all of them for None), in the file's order; an unknown name is an error."""
+    if only is None:
+        return arms
+    unknown = sorted(set(only) - {arm.name for arm in arms})
+    if unknown:
+        raise ValueError(f"--only: no arm named {', '.join(unknown)} (the arms: {', '.join(a.name for a in arms)})")
+    return tuple(arm for arm in arms if arm.name in only)
+
+
 def _read_json(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -476,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="cells trained at once, each a process (default: 1)")
     parser.add_argument("--max-steps", type=int, help="trainer.max_steps of every arm (default: the setting's)")
     parser.add_argument("--episodes", type=int, default=400, help="evaluation games per condition (default: 400)")
+    parser.add_argument("--only", nargs="+", metavar="ARM", help="run these arms of the file only (default: all)")
     args = parser.parse_args(argv)
     try:
         plan = load_plan(args.arms)
@@ -486,14 +497,15 @@ def main(argv: list[str] | None = None) -> int:
         stems = [Path(s).stem for s in settings]
         if len(set(stems)) != len(stems):
             raise ValueError(f"settings need distinct file names (their output folders): {', '.join(settings)}")
+        arms = select_arms(plan.arms, args.only)
         if args.jobs < 1 or args.episodes < 1 or (args.max_steps is not None and args.max_steps < 1):
             raise ValueError("--jobs, --episodes and --max-steps must be at least 1")
     except ValueError as err:
         parser.exit(2, f"ablation: error: {err}\n")
     out = Path(args.out).resolve()
     seeds = args.seeds or list(plan.seeds) or list(DEFAULT_SEEDS)
-    cells = [Cell(str(Path(s)), seed, arm, out) for s in settings for seed in seeds for arm in plan.arms]
-    print(f"{len(cells)} cells: {len(settings)} settings × {len(seeds)} seeds × {len(plan.arms)} arms, in {out}")
+    cells = [Cell(str(Path(s)), seed, arm, out) for s in settings for seed in seeds for arm in arms]
+    print(f"{len(cells)} cells: {len(settings)} settings × {len(seeds)} seeds × {len(arms)} arms, in {out}")
     try:
         ok = run_all(cells, args.max_steps, args.episodes, args.jobs)
     except KeyboardInterrupt:

@@ -170,6 +170,17 @@ def test_a_bad_arms_file_stops_the_harness_in_one_line(tmp_path, capsys):
         "full-MARO arm `maro`\n"  # fmt: skip
 
 
+def test_only_picks_arms_in_the_files_order_and_refuses_an_unknown_name(tmp_path, capsys):
+    arms = ablation.load_plan(ablation.ARMS_FILE).arms
+    picked = ablation.select_arms(arms, ["role_baseline", "maro"])
+    assert [arm.name for arm in picked] == ["maro", "role_baseline"]
+    assert ablation.select_arms(arms, None) == arms
+    with pytest.raises(SystemExit) as exit_info:
+        ablation.main([str(ROOT / "configs" / "demo.yaml"), "--only", "maro", "spiral", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "--only: no arm named spiral (the arms: maro, no_m1," in capsys.readouterr().err
+
+
 def test_the_shipped_arms_are_maro_and_its_five_ablations_and_baselines():
     plan = ablation.load_plan(ablation.ARMS_FILE)
     credit = "--model.init_args.credit."
