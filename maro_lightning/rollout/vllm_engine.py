@@ -52,7 +52,7 @@ def count_optimizer_steps(optimizer: torch.optim.Optimizer, model: torch.nn.Modu
     optimizer.register_step_post_hook(lambda *_: mark_weights_changed(model))
 
 
-def _track_loads(model: torch.nn.Module) -> None:
+def count_loads(model: torch.nn.Module) -> None:
     """Count ``model``'s ``load_state_dict`` calls as weight changes (the hook is registered once; a deep copy of
     the model carries it)."""
     if not getattr(model, _TRACKED, False):
@@ -155,7 +155,7 @@ class VLLMEngine:
 
     def hold(self, model: torch.nn.Module) -> None:
         """Load ``model``'s weights into the engine unless it holds them already (same model, same version)."""
-        _track_loads(model)
+        count_loads(model)
         version = weights_version(model)
         if self._held is not None and self._held[0]() is model and self._held[1] == version:
             return
