@@ -3,8 +3,9 @@ generation backends (``transformers`` ``generate`` vs an in-process vLLM engine)
 
 Every row plays the same games (the policy in one seat, a scripted opponent in the other); "sequential" calls the
 engine once per game (at the smallest round size), "batched" once for all, so every sweep is one ``generate`` over
-all due policy seats. With vllm, also the engine's start-up and the time to push the policy's weights into it.
-Reports; asserts nothing. The vllm backend needs vLLM installed (``make test-vllm`` makes a venv with it).
+all due policy seats. Tokens/s are counted over the whole round (games, prompts and generation) and over the
+backend's ``generate`` calls alone. With vllm, also the engine's start-up and the time to push the policy's weights
+into it. Reports; asserts nothing. The vllm backend needs vLLM installed (``make test-vllm`` makes a venv with it).
 
     python benchmarks/bench_rollout.py [--game bazaar] [--games 32 128 512] [--backends hf vllm]
         [--max-new-tokens 12] [--repeats 3]
@@ -32,13 +33,15 @@ from maro_lightning.rollout import SamplingConfig
 OPPONENT = {"bazaar": "linear", "deal": "greedy", "mafia": "scripted"}
 
 
-def run(engine: RolloutEngine, backend: GenerationBackend, games: int, per_call: int, seed: int) -> tuple[float, int]:
-    """Seconds and generated tokens to play ``games`` games, ``per_call`` at a time."""
-    start, tokens = time.perf_counter(), 0
+def run(
+    engine: RolloutEngine, backend: GenerationBackend, games: int, per_call: int, seed: int
+) -> tuple[float, int, float]:
+    """Seconds, generated tokens and seconds spent in ``generate`` to play ``games`` games, ``per_call`` at a time."""
+    start, tokens, generating = time.perf_counter(), 0, 0.0
     for offset in range(0, games, per_call):
         engine.play(per_call, seed=seed + offset, policy=backend)
-        tokens += engine.stats.generated_tokens
-    return time.perf_counter() - start, tokens
+        tokens, generating = tokens + engine.stats.generated_tokens, generating + engine.stats.generate_seconds
+    return time.perf_counter() - start, tokens, generating
 
 
 def vllm_backend(
@@ -86,15 +89,17 @@ def main() -> None:
         name: HFGenerate(model, tokenizer) if name == "hf" else vllm_backend(model, tokenizer, sampling)
         for name in args.backends
     }
-    print("| backend | mode | games | games per call | episodes/s | generated tokens/s |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| backend | mode | games | games per call | episodes/s | generated tokens/s | tokens/s in generate |")
+    print("|---|---|---:|---:|---:|---:|---:|")
     smallest, rates = min(args.games), {}
     for name, backend in backends.items():
         for mode, games, per_call in [("sequential", smallest, 1)] + [("batched", n, n) for n in args.games]:
             runs = [run(engine, backend, games, per_call, seed=1000 * r) for r in range(args.repeats)]
-            rates[name, per_call] = games / statistics.median(s for s, _ in runs)
-            tokens = statistics.median(t / s for s, t in runs)
-            print(f"| {name} | {mode} | {games} | {per_call} | {rates[name, per_call]:.1f} | {tokens:,.0f} |")
+            rates[name, per_call] = games / statistics.median(s for s, _, _ in runs)
+            tokens = statistics.median(t / s for s, t, _ in runs)
+            generating = statistics.median(t / g for _, t, g in runs)
+            row = f"| {name} | {mode} | {games} | {per_call} | {rates[name, per_call]:.1f} | {tokens:,.0f} "
+            print(row + f"| {generating:,.0f} |")
     for name in backends:
         ratio = rates[name, smallest] / rates[name, 1]
         print(f"\n{name}: batched / sequential episodes/s at {smallest} games: {ratio:.1f}×")

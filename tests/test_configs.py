@@ -113,7 +113,10 @@ def test_the_gpu_config_builds_its_fsdp_wrap_policy():
             "Expected a typing.Literal['auto', 'triton', 'chunked', 'reference']",
         ),
         (("max_new_tokens: 16", "max_new_token: 16"), "Option 'max_new_token' is not accepted"),
-        (("max_new_tokens: 16", "max_new_tokens: 16\n      backend: sglang"), "Expected a typing.Literal['hf', 'vllm']"),
+        (
+            ("max_new_tokens: 16", "max_new_tokens: 16\n      backend: sglang"),
+            "Expected a typing.Literal['hf', 'vllm']",
+        ),
         (("weighting: role", "weighting: [role]"), "Parser key \"model.credit.weighting\": Expected a <class 'str'>"),
         (
             ("&learner_players [1]", "&learner_players one"),

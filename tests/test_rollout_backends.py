@@ -8,6 +8,7 @@ import importlib.util
 import pytest
 import torch
 
+from maro_lightning import distributed
 from maro_lightning.models import TinyModelConfig
 from maro_lightning.models import build_tiny_model
 from maro_lightning.module import MaroModule
@@ -94,3 +95,11 @@ def test_the_vllm_backend_without_vllm_names_the_install():
     with pytest.raises(ImportError, match="pip install"):
         module.policy_backend()
     assert "maro-lightning[vllm]" in INSTALL_HINT
+
+
+def test_the_vllm_backend_is_refused_under_data_parallelism(monkeypatch):
+    module = MaroModule(tiny=TINY, sampling=SamplingConfig(backend="vllm"))
+    module.configure_model()
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    with pytest.raises(RuntimeError, match=r"data parallelism \(2 ranks\) is not supported"):
+        module.policy_backend()

@@ -82,6 +82,21 @@ def test_seeded_sampling_is_reproducible(module, prompts):
         with seeded(seed, module.device):
             runs.setdefault(seed, []).append(backend.generate(prompts, sampling))
     assert runs[1][0] == runs[1][1] and runs[1][0] != runs[2][0]
+    with seeded(1, module.device):
+        backend.generate(prompts, sampling)
+        after_generate = torch.get_rng_state()
+    with seeded(1, module.device):
+        torch.randint(2**31, (len(prompts),))  # the prompts' seeds
+        assert torch.equal(torch.get_rng_state(), after_generate)  # and nothing else
+
+
+def test_seeded_sampling_of_more_prompt_tokens_than_one_engine_step_takes(module):
+    """64 distinct prompts of 100 tokens: more than a step's 4096-token budget, so some wait for a later step (vLLM
+    on a CPU failed here when it split a seeded prompt over steps)."""
+    prompts = torch.randint(10, 1000, (64, 100), generator=torch.Generator().manual_seed(0)).tolist()
+    with seeded(0, module.device):
+        completions = module.policy_backend().generate(prompts, dataclasses.replace(GREEDY, temperature=1.0))
+    assert len(completions) == 64 and all(0 < len(c) <= GREEDY.max_new_tokens for c in completions)
 
 
 def optimizer_step(module, prompts):

@@ -89,8 +89,9 @@ def request_seeds(count: int, sampling: SamplingConfig) -> list[int | None]:
 
 @contextmanager
 def _own_random_state() -> Iterator[None]:
-    """Restore the process's random streams after the block: vLLM seeds Python's, NumPy's and torch's global
-    generators when it starts in-process, which would shift the rollouts' and the data's streams."""
+    """Restore the process's random streams after the block: in-process, vLLM seeds Python's, NumPy's and torch's
+    global generators when it starts and draws from torch's as it generates, which would shift the rollouts' and
+    the data's streams by amounts that depend on its internal state (what its prefix cache holds)."""
     python, numpy = random.getstate(), np.random.get_state()
     devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
     with torch.random.fork_rng(devices=devices):
@@ -136,6 +137,9 @@ class VLLMEngine:
                 max_model_len=min(sampling.max_prompt_tokens + sampling.max_new_tokens, max_positions),
                 kv_cache_memory_bytes=int(sampling.vllm_kv_cache_gib * 2**30),
                 enforce_eager=current_platform.is_cpu(),  # compiling the model takes a minute of start-up on a CPU
+                # On a CPU, a seeded request whose prompt is split over steps fails (vLLM 0.32 rewinds its generator
+                # by an offset, which CPU generators lack): prompts are prefilled whole there.
+                enable_chunked_prefill=not current_platform.is_cpu(),
             )
         self.eos_token_id, self.weights = eos_token_id, weights
         self.pushes = 0  # weight pushes so far
@@ -150,7 +154,8 @@ class VLLMEngine:
         kwargs = sampling_kwargs(sampling, self.eos_token_id)
         params = [SamplingParams(**kwargs, seed=seed) for seed in request_seeds(len(prompts), sampling)]
         requests = [TokensPrompt(prompt_token_ids=ids) for ids in prompts]
-        outputs = self.llm.generate(requests, params, use_tqdm=False)
+        with _own_random_state():  # the round's stream moves by the seeds drawn above only
+            outputs = self.llm.generate(requests, params, use_tqdm=False)
         return [list(output.outputs[0].token_ids) for output in outputs]
 
     def hold(self, model: torch.nn.Module) -> None:
