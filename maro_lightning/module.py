@@ -17,7 +17,9 @@ LightningCLI.
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections import deque
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -64,9 +66,15 @@ from maro_lightning.models import pad_id
 from maro_lightning.models import tokenizer_from_json
 from maro_lightning.models import tokenizer_to_json
 from maro_lightning.models import trunk_and_head
+from maro_lightning.rollout import FROZEN
+from maro_lightning.rollout import POLICY
+from maro_lightning.rollout import GenerationBackend
 from maro_lightning.rollout import HFGenerate
 from maro_lightning.rollout import PlayedGame
 from maro_lightning.rollout import SamplingConfig
+from maro_lightning.rollout.vllm_engine import VLLMEngine
+from maro_lightning.rollout.vllm_engine import VLLMGenerate
+from maro_lightning.rollout.vllm_engine import count_optimizer_steps
 from maro_lightning.scoring import ScoredRound
 from maro_lightning.scoring import credit_round
 from maro_lightning.scoring import score_round
@@ -156,8 +164,9 @@ class MaroModule(L.LightningModule):
             adapters, and a checkpoint holds the adapters and names the base by ``policy``, which must be a Hugging
             Face id or folder (docs/design.md#lora). None: every weight trains.
         loss: the objective.
-        sampling: decoding in rollouts and evaluation.
-        generation_batch_size: prompts per ``generate`` call (0: all due prompts at once).
+        sampling: decoding in rollouts and evaluation, and who generates (``sampling.backend``: hf or vllm).
+        generation_batch_size: prompts per ``generate`` call (0: all due prompts at once); hf only (vLLM schedules
+            its own batches).
         score_batch_size: behaviours per scoring forward.
         optimizer: the optimizer, built over the trainable parameters (LightningCLI: ``optimizer:``).
         lr_scheduler: an optional scheduler, stepped every optimizer step (LightningCLI: ``lr_scheduler:``).
@@ -198,6 +207,16 @@ class MaroModule(L.LightningModule):
             )
         self.loss_config = _coerce(LossConfig, loss)
         self.sampling = _coerce(SamplingConfig, sampling)
+        if self.sampling.backend == "vllm" and generation_batch_size:
+            raise ValueError(
+                f"generation_batch_size={generation_batch_size} applies to sampling.backend=hf only: vLLM schedules "
+                "its own batches (bounded by sampling.vllm_kv_cache_gib); leave it at 0"
+            )
+        if self.sampling.backend == "vllm" and self.lora_config is not None:
+            raise ValueError(
+                "model.lora with sampling.backend=vllm is not supported yet (the engines would need the merged or "
+                "the adapter weights of every snapshot pushed): use sampling.backend=hf with LoRA"
+            )
         self.generation_batch_size, self.score_batch_size = generation_batch_size, score_batch_size
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
@@ -216,6 +235,7 @@ class MaroModule(L.LightningModule):
         self._recent_skips: deque[bool] = deque(maxlen=self.loss_config.skip_window)  # (state)
         self._skip_step = False  # the current optimizer step is to be dropped
         self.ladder_metric: OutcomeMetric | None = None
+        self.vllm_engines: dict[str, VLLMEngine] = {}  # sampling.backend=vllm: "policy" and "frozen", made on first use
 
     # ------------------------------------------------------------------------------------------ the model
     def configure_model(self) -> None:
@@ -303,14 +323,46 @@ class MaroModule(L.LightningModule):
     # --------------------------------------------------------------------------------------- the rollout
     def policy_backend(
         self, name: str | None = None, model: torch.nn.Module | AdapterSnapshot | None = None
-    ) -> HFGenerate | SnapshotBackend:
-        """Batched generation with the policy, the snapshot ``name``, or another copy ``model`` of it (an adapter
-        snapshot plays through the policy, its adapter swapped in)."""
+    ) -> GenerationBackend:
+        """Batched generation with the policy, the snapshot ``name``, or another copy ``model`` of it, by
+        ``sampling.backend``. On vLLM the policy plays on the policy engine and every other model (the league's
+        members, a warm start under evaluation) on a second, frozen engine (docs/design.md#rollout-backends); on HF
+        an adapter snapshot plays through the policy, its adapter swapped in."""
         if model is None:
             model = self.policy if name is None else self.snapshot(name)
+        if self.sampling.backend == "vllm":
+            return VLLMGenerate(self.vllm_engine(POLICY if model is self.policy else FROZEN), model)
         if isinstance(model, AdapterSnapshot):
             return SnapshotBackend(model, self.policy_backend())
         return HFGenerate(model, self.tokenizer, batch_size=self.generation_batch_size)
+
+    def vllm_engine(self, slot: str) -> VLLMEngine:
+        """The in-process vLLM engine ``slot`` (``"policy"`` or ``"frozen"``), started on first use from the
+        exported policy; it loads :meth:`rollout_weights` before generating with a model whose weights changed."""
+        if slot not in self.vllm_engines:
+            if distributed.world_size() > 1:
+                raise RuntimeError(
+                    "sampling.backend=vllm runs one in-process engine in a single process; data parallelism "
+                    f"({distributed.world_size()} ranks) is not supported with it yet: use sampling.backend=hf"
+                )
+            dtype = str(next(self.policy.parameters()).dtype).removeprefix("torch.")
+            with tempfile.TemporaryDirectory() as folder:
+                self.save_pretrained(folder)
+                self.vllm_engines[slot] = VLLMEngine(
+                    folder,
+                    self.sampling,
+                    self.tokenizer.eos_token_id,
+                    dtype,
+                    self.policy.config.max_position_embeddings,
+                    weights=self.rollout_weights,
+                )
+        return self.vllm_engines[slot]
+
+    def rollout_weights(self, model: torch.nn.Module) -> Iterable[tuple[str, Tensor]]:
+        """Hook: ``model``'s weights as a vLLM engine loads them, named as in :meth:`save_pretrained`'s checkpoint.
+
+        Default: its state dict (LoRA with vLLM is refused at start-up: serving adapters there is not built yet)."""
+        return model.state_dict().items()
 
     def score(self, games: list[PlayedGame], forward: bool = True) -> ScoredRound:
         """The no-grad scoring forward of a played round (old and reference log-probs, V and Q); without
@@ -498,6 +550,7 @@ class MaroModule(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+        count_optimizer_steps(optimizer, self.policy)  # a vLLM engine reloads the policy after a step
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
@@ -533,6 +586,9 @@ class MaroModule(L.LightningModule):
         results = self.ladder_metric.compute()  # synced over ranks
         self.log_dict({f"{stage}/{k}": v.float() for k, v in results.items()}, rank_zero_only=True)
         self.ladder_metric.reset()
+
+    def teardown(self, stage: str) -> None:
+        self.vllm_engines.clear()  # their memory is freed (the next stage starts them again)
 
     # ------------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -132,13 +132,25 @@ def test_the_gpu_config_builds_its_fsdp2_strategy():
             "Expected a typing.Literal['float32', 'weight']",
         ),
         (("max_new_tokens: 16", "max_new_token: 16"), "Option 'max_new_token' is not accepted"),
+        (
+            ("max_new_tokens: 16", "max_new_tokens: 16\n      backend: sglang"),
+            "Expected a typing.Literal['hf', 'vllm']",
+        ),
         (("weighting: role", "weighting: [role]"), "Parser key \"model.credit.weighting\": Expected a <class 'str'>"),
         (
             ("&learner_players [1]", "&learner_players one"),
             "Parser key \"trainer.callbacks.games.learner_players\": Expected a <class 'list'>",
         ),
     ],
-    ids=["loss_aggregation", "loss_impl", "loss_grad_weight_dtype", "typo_key", "wrong_type", "game_entry_type"],
+    ids=[
+        "loss_aggregation",
+        "loss_impl",
+        "loss_grad_weight_dtype",
+        "typo_key",
+        "rollout_backend",
+        "wrong_type",
+        "game_entry_type",
+    ],
 )
 def test_a_bad_value_fails_at_parse_time(tmp_path, capsys, edit, message):
     """One line on stderr, the innermost key first (not jsonargparse's usage text and tree of Union subtypes)."""
@@ -229,6 +241,10 @@ BAD_AT_START = {  # a value that parses but cannot run: (edit of the demo config
     "replay_with_simulation": (
         ("  passes: 1", "  passes: 1\n  replay_dir: rounds"),
         "data.replay_dir=rounds and a SimulationCallback are both configured",
+    ),
+    "generation_batch_size_with_vllm": (
+        ("    sampling:\n", "    generation_batch_size: 8\n    sampling:\n      backend: vllm\n"),
+        "bad config: generation_batch_size=8 applies to sampling.backend=hf only",
     ),
     "negative_max_steps": (("  max_steps: ", "  max_steps: -5  # "), "trainer.max_steps=-5: use a positive number"),
 }

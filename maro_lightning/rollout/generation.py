@@ -1,12 +1,14 @@
 """Generation backends (docs/design.md#rollouts): ``generate(prompts, sampling) -> completions`` over token ids.
 
 The default backend batches every prompt through ``transformers`` ``generate`` with left padding and
-the KV cache. A faster engine (vLLM, SGLang) is another class with the same method.
+the KV cache; ``backend: vllm`` (:mod:`maro_lightning.rollout.vllm`) runs an in-process vLLM engine behind the
+same method.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 from typing import Protocol
 
 import torch
@@ -26,6 +28,8 @@ class SamplingConfig:
     """Softmax temperature; 0 means greedy decoding."""
     top_p: float = 1.0
     """Nucleus sampling mass (1.0 = off)."""
+    top_k: int = 0
+    """Sample among the k most likely tokens only (0 = off)."""
     max_new_tokens: int = 24
     """Hard cap on a completion's length; a completion cut here is parsed as it stands (usually invalid)."""
     max_prompt_tokens: int = 1024
@@ -33,10 +37,21 @@ class SamplingConfig:
     history, legal actions) and drop the middle (oldest history)."""
     keep_head_tokens: int = 256
     """Tokens kept from a prompt's start when it is truncated."""
+    backend: Literal["hf", "vllm"] = "hf"
+    """Who generates: ``hf`` (``transformers`` ``generate`` on the policy itself) or ``vllm`` (an in-process vLLM
+    engine beside training, the policy's weights pushed to it before a round when they changed; needs
+    ``pip install "maro-lightning[vllm]"``; docs/design.md#rollout-backends). Both read only these settings."""
+    vllm_kv_cache_gib: float = 1.0
+    """vllm: memory reserved for each engine's KV cache, in GiB (on a GPU shared with training, instead of vLLM's
+    fraction of the whole device)."""
 
     def __post_init__(self) -> None:
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
-            raise ValueError(f"bad sampling config {self}: need temperature >= 0, 0 < top_p <= 1, max_new_tokens >= 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1 or self.top_k < 0:
+            raise ValueError(
+                f"bad sampling config {self}: need temperature >= 0, 0 < top_p <= 1, top_k >= 0, max_new_tokens >= 1"
+            )
+        if self.backend not in ("hf", "vllm") or self.vllm_kv_cache_gib <= 0:
+            raise ValueError(f"bad sampling config {self}: backend must be hf or vllm, vllm_kv_cache_gib > 0")
         if not 0 <= self.keep_head_tokens < self.max_prompt_tokens:
             raise ValueError(f"keep_head_tokens must be in [0, max_prompt_tokens), got {self.keep_head_tokens}")
 
@@ -99,7 +114,7 @@ class HFGenerate:
                 do_sample=sampling.temperature > 0,
                 temperature=sampling.temperature if sampling.temperature > 0 else None,
                 top_p=sampling.top_p if sampling.temperature > 0 else None,
-                top_k=None,
+                top_k=(sampling.top_k or None) if sampling.temperature > 0 else None,
                 pad_token_id=self.pad_id,
                 eos_token_id=self.tokenizer.eos_token_id,
             )
