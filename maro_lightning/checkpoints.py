@@ -105,6 +105,8 @@ def architecture_conflicts(hparams: Mapping[str, Any], config: Mapping[str, Any]
         saved, given = plain(hparams.get(key, defaults[key])), plain(config.get(key))
         if given is None:
             given = plain(defaults[key])
+        if isinstance(saved, dict):  # a field added after the checkpoint was written: its default reproduces it
+            saved = {**plain(defaults[key]), **saved}
         conflicts += _differences(key, saved, given)
     return conflicts
 
