@@ -111,6 +111,8 @@ def architecture_conflicts(hparams: Mapping[str, Any], config: Mapping[str, Any]
         saved, given = plain(hparams.get(key, defaults[key])), plain(config.get(key))
         if given is None:
             given = plain(defaults[key])
+        if isinstance(saved, dict) and isinstance(defaults[key], dict):  # a field added after the checkpoint was
+            saved = {**plain(defaults[key]), **saved}  # written: its default reproduces it
         conflicts += _differences(key, saved, given)
     return conflicts
 

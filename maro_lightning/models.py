@@ -28,6 +28,8 @@ from transformers import Qwen2Config
 
 from maro_lightning import envs
 
+HEAD_INPUTS = ("last", "last_mean")  # what the utility head reads at a behaviour's position (HeadConfig.inputs)
+
 
 class UtilityHead(nn.Module):
     """The behaviour-utility head U: a small MLP from a policy hidden state to one scalar (expected outcome).
@@ -46,15 +48,26 @@ class UtilityHead(nn.Module):
         depth: hidden layers (0: a linear probe on the normalised hidden state).
         detach_trunk: stop gradients from the utility loss into the policy trunk (on by default: the
             regression then cannot pull the policy's features towards predicting its own outcome).
+        inputs: what :meth:`behaviour_values` reads at a position p: ``"last"``, the hidden state ``h_p``;
+            ``"last_mean"``, ``[h_p, mean(h_0..h_p)]`` (the mean over the sequence up to p), an input of 2H.
     """
 
-    def __init__(self, hidden_size: int, width: int = 256, depth: int = 1, detach_trunk: bool = True) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        width: int = 256,
+        depth: int = 1,
+        detach_trunk: bool = True,
+        inputs: Literal["last", "last_mean"] = "last",
+    ) -> None:
         super().__init__()
         if hidden_size < 1 or width < 1 or depth < 0:
             raise ValueError(f"need hidden_size >= 1, width >= 1, depth >= 0; got {hidden_size}, {width}, {depth}")
-        self.detach_trunk = detach_trunk
-        layers: list[nn.Module] = [nn.LayerNorm(hidden_size)]
-        size = hidden_size
+        if inputs not in HEAD_INPUTS:
+            raise ValueError(f"inputs must be one of {', '.join(HEAD_INPUTS)}, got {inputs!r}")
+        self.detach_trunk, self.inputs = detach_trunk, inputs
+        size = hidden_size * (2 if inputs == "last_mean" else 1)
+        layers: list[nn.Module] = [nn.LayerNorm(size)]
         for _ in range(depth):
             layers += [nn.Linear(size, width), nn.GELU()]
             size = width
@@ -63,11 +76,12 @@ class UtilityHead(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, hidden: Tensor) -> Tensor:
-        """Utility at every position: ``[..., H]`` (any float dtype) -> ``[...]`` in the head's dtype."""
+    def forward(self, features: Tensor) -> Tensor:
+        """Utility of every feature vector: ``[..., H]`` (``[..., 2H]`` with ``last_mean``; any float dtype) ->
+        ``[...]`` in the head's dtype."""
         if self.detach_trunk:
-            hidden = hidden.detach()
-        return self.out(self.body(hidden.to(self.out.weight.dtype))).squeeze(-1)
+            features = features.detach()
+        return self.out(self.body(features.to(self.out.weight.dtype))).squeeze(-1)
 
     def behaviour_values(
         self, hidden: Tensor, prompt_last: Tensor, response_last: Tensor, rows: Tensor | None = None
@@ -79,15 +93,28 @@ class UtilityHead(nn.Module):
             prompt_last: ``[M]`` int64, position of each behaviour's last prompt token.
             response_last: ``[M]`` int64, position of its last response token.
             rows: ``[M]`` int64, the row of ``hidden`` holding each behaviour (packed sequences may hold
-                several); None means behaviour m is row m (M = B).
+                several; with ``last_mean`` the mean then starts at the row's first token); None means behaviour
+                m is row m (M = B).
 
         Returns:
             ``(V [M], Q [M])``.
         """
-        rows = torch.arange(hidden.shape[0], device=hidden.device) if rows is None else rows
-        picked = torch.stack([hidden[rows, prompt_last], hidden[rows, response_last]])  # [2, M, H]: only 2M states
-        values, q_values = self(picked)  # [2, M] -> two [M]
+        picked = torch.arange(hidden.shape[0], device=hidden.device) if rows is None else rows
+        features = torch.stack([hidden[picked, prompt_last], hidden[picked, response_last]])  # [2, M, H]: 2M states
+        if self.inputs == "last_mean":
+            states = hidden if rows is None else hidden[rows]  # [M, L, H]
+            means = self._prefix_means(states, torch.stack([prompt_last, response_last]))
+            features = torch.cat([features, means], dim=-1)  # [2, M, 2H]
+        values, q_values = self(features)  # [2, M] -> two [M]
         return values, q_values
+
+    def _prefix_means(self, states: Tensor, positions: Tensor) -> Tensor:
+        """``[M, L, H]`` states, ``[2, M]`` positions -> ``[2, M, H]``: the mean of each row's states up to each
+        position, in the head's dtype (a 0/1 mask times the states: one matmul, no [M, L, H] cumulative sum)."""
+        steps = torch.arange(states.shape[1], device=states.device)
+        mask = (steps <= positions[..., None]).to(states.dtype)  # [2, M, L]
+        sums = torch.einsum("kml,mlh->kmh", mask, states).to(self.out.weight.dtype)
+        return sums / (positions[..., None] + 1).to(sums.dtype)
 
     @staticmethod
     def loss(

@@ -203,6 +203,21 @@ def test_the_lora_config_is_part_of_the_architecture():
     assert architecture_conflicts({}, {"lora": adapters}) == ["lora"]  # a checkpoint of full fine-tuning
 
 
+def test_an_older_checkpoint_without_head_inputs_resumes_and_head_inputs_is_architecture(tmp_path, capsys, started):
+    """``head.inputs`` came after some checkpoints were written: absent, it reads as its default (what those runs
+    did); a config that changes it is refused (the head's input size is another)."""
+    path = checkpoint_of(tmp_path)
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["hyper_parameters"]["head"]["inputs"]
+    torch.save(checkpoint, path)
+    config = tiny_config(tmp_path / "tiny.yaml")
+    assert main(["fit", "-c", str(config), "--ckpt_path", str(path)]) == 0
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "-c", str(config), "--ckpt_path", str(path), "--model.init_args.head.inputs", "last_mean"])
+    assert exit_info.value.code == 2 and len(started) == 1
+    assert "the config's model.head.inputs differ from the checkpoint's" in capsys.readouterr().err
+
+
 def test_a_resume_on_other_games_is_refused_and_play_warns(tmp_path, capsys, started):
     config = tiny_config(tmp_path / "tiny.yaml")  # plays bazaar
     checkpoint = checkpoint_of(tmp_path, games=("deal",))

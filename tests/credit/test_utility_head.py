@@ -87,3 +87,61 @@ def test_a_few_steps_fit_the_outcome():
         loss.backward()
         optimizer.step()
     assert loss.item() < 0.5 * first
+
+
+def _last_mean_head(detach: bool = True) -> UtilityHead:
+    torch.manual_seed(0)
+    head = UtilityHead(4, width=3, detach_trunk=detach, inputs="last_mean")
+    torch.nn.init.normal_(head.out.weight)
+    return head
+
+
+def test_last_mean_reads_the_state_and_the_mean_of_the_states_up_to_it():
+    head = _last_mean_head()
+    assert head.body[0].normalized_shape == (8,)  # [h_p, mean h_0..h_p]: twice the hidden size
+    hidden = torch.randn(2, 7, 4)  # [B, L, H]
+    prompt_last, response_last = torch.tensor([2, 3]), torch.tensor([6, 5])
+
+    def expected(row: int, position: int) -> torch.Tensor:
+        return head(torch.cat([hidden[row, position], hidden[row, : position + 1].mean(0)]))
+
+    close = functools.partial(torch.testing.assert_close, rtol=1e-5, atol=1e-6)
+    values, q_values = head.behaviour_values(hidden, prompt_last, response_last)
+    close(values, torch.stack([expected(0, 2), expected(1, 3)]))
+    close(q_values, torch.stack([expected(0, 6), expected(1, 5)]))
+    rows = torch.tensor([1, 1, 0])  # packed: the mean starts at the row's first token
+    values, _ = head.behaviour_values(hidden, torch.tensor([0, 3, 1]), torch.tensor([2, 6, 4]), rows)
+    close(values, torch.stack([expected(1, 0), expected(1, 3), expected(0, 1)]))
+    later = hidden.clone()
+    later[:, 4:] += 10.0  # states after the prompt change Q, never V: the mean looks back only
+    changed_values, changed_q = head.behaviour_values(later, prompt_last, response_last)
+    close(changed_values, head.behaviour_values(hidden, prompt_last, response_last)[0])
+    assert (changed_q - q_values).abs().min() > 1e-3
+
+
+def test_last_mean_of_low_precision_states_is_taken_in_the_heads_dtype():
+    head = _last_mean_head()
+    hidden = torch.randn(2, 300, 4)
+    positions = torch.tensor([299, 150])
+    exact = head.behaviour_values(hidden, positions, positions)[0]
+    low = head.behaviour_values(hidden.bfloat16(), positions, positions)[0]
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, exact, rtol=0.05, atol=0.05)  # bf16 rounding of the inputs, not of 300 sums
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_last_mean_stops_the_gradient_through_the_mean_too(detach):
+    head = _last_mean_head(detach)
+    hidden = torch.randn(1, 5, 4, requires_grad=True)
+    values, q_values = head.behaviour_values(hidden, torch.tensor([3]), torch.tensor([4]))
+    (values + q_values).sum().backward()
+    assert head.out.weight.grad.abs().sum() > 0
+    if detach:
+        assert hidden.grad is None
+    else:
+        assert hidden.grad[0, :3].abs().sum() > 0  # reached only through the mean (V and Q read positions 3 and 4)
+
+
+def test_unknown_inputs_are_refused():
+    with pytest.raises(ValueError, match="last_mean"):
+        UtilityHead(8, inputs="first")

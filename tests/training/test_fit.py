@@ -14,6 +14,7 @@ from helpers import simulation
 from helpers import tiny_module
 
 from maro_lightning.credit import Episode
+from maro_lightning.module import HeadConfig
 from maro_lightning.module import MaroModule
 
 
@@ -36,6 +37,20 @@ def test_a_few_steps_per_game_change_the_weights(game):
     for key in ("train/loss", "train/pg_loss", "train/utility_loss", "train/entropy", "rollout/invalid_rate"):
         assert key in metrics and torch.isfinite(metrics[key]), key
     assert any(k.startswith(f"rollout/{game}/") and k.endswith("/success") for k in metrics)
+
+
+def test_a_head_reading_last_and_mean_states_trains_in_the_real_loop():
+    L.seed_everything(0, verbose=False)
+    module, dm = tiny_module(head=HeadConfig(inputs="last_mean")), data()
+    pushed = []
+    push = dm.push
+    dm.push = lambda samples: pushed.append(samples) or push(samples)
+    trainer = L.Trainer(max_steps=4, callbacks=[simulation(imitation_rounds=1)], **QUIET)
+    trainer.fit(module, datamodule=dm)
+    head = module.utility_head
+    assert head.body[0].normalized_shape == (64,) and head.out.weight.abs().sum() > 0  # 2H in; trained from zero
+    rl = pushed[-1]  # scored by the head trained on the rounds before
+    assert all(math.isfinite(s.value) and math.isfinite(s.q_value) for s in rl) and any(s.value != 0 for s in rl)
 
 
 def test_imitation_rounds_clone_the_teacher_then_rl_takes_over():
