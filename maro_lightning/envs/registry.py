@@ -117,11 +117,15 @@ def _check_value(where: str, hint: Any, value: Any) -> None:
             _check_value(f"{where}[{index}]", element_hint, element)
 
 
-def _keyword_names(target: Callable[..., Any]) -> set[str]:
-    """Keyword parameters of ``target`` (for a class, of its __init__ and its bases' __init__)."""
+@functools.cache
+def _keyword_names(target: Callable[..., Any]) -> frozenset[str]:
+    """Keyword parameters of ``target`` (for a class, of its __init__ and its bases' __init__); cached, as
+    ``inspect.signature`` took most of ``envs.make``'s time, and every game of every round makes an env."""
     if inspect.isclass(target):
         funcs = [c.__init__ for c in inspect.getmro(target) if "__init__" in vars(c)]
     else:
         funcs = [target]
     kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return {p.name for f in funcs for p in inspect.signature(f).parameters.values() if p.kind in kinds} - {"self"}
+    return frozenset(p.name for f in funcs for p in inspect.signature(f).parameters.values() if p.kind in kinds) - {
+        "self"
+    }
