@@ -8,7 +8,7 @@ credit assigner then turns episodes, V and Q into :class:`BehaviourSample` rows,
 every rank when training is distributed (so that its baselines and role counts agree on every rank).
 
 A reference that shares the policy's trunk (LoRA's base) could be scored in the policy's own forward (peft's
-mixed-adapter batch): measured on CPU, that one forward of 2B rows was 1.2-1.3× slower than the two forwards
+mixed-adapter batch): measured on CPU, that one forward of 2B rows took 1.17-1.29× the time of the two forwards
 of B rows, so there are two (benchmarks/RESULTS.md, "Rollout and scoring throughput").
 """
 
