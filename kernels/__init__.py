@@ -17,6 +17,7 @@ from maro_kernels.chunked import PGLossFunction
 from maro_kernels.chunked import PGParams
 from maro_kernels.chunked import TokenInputs
 from maro_kernels.chunked import default_chunk_rows
+from maro_kernels.chunked import logprob_rows
 from maro_kernels.chunked import run_chunks
 from maro_kernels.chunked import torch_rows
 from maro_kernels.reference import compute_dtype
@@ -236,7 +237,8 @@ def selective_logprobs(
     bias: Tensor | None = None,
     temperature: float = 1.0,
     impl: str = "auto",
-) -> tuple[Tensor, Tensor]:
+    entropy: bool = True,
+) -> tuple[Tensor, Tensor | None]:
     """Log-prob of each target token and entropy of the full softmax, without materializing `[N, V]` logits.
 
     For the rollout scorer (old log-probs); no gradient. Same dispatch as `fused_pg_loss`.
@@ -248,18 +250,20 @@ def selective_logprobs(
         bias: optional `[V]`.
         temperature: divides the logits before the softmax.
         impl: `"auto"`, `"triton"`, `"chunked"` or `"reference"`.
+        entropy: False skips the entropy (None is returned for it): the chunked path then takes each log-prob as the
+            target's logit minus a logsumexp, about half its time on CPU.
 
     Returns:
-        `(logprobs [N], entropy [N])`, fp32.
+        `(logprobs [N], entropy [N] or None)`, fp32.
     """
     _check_matrices(hidden, weight, bias)
     _check_vectors(hidden, {"targets": targets})
     _check_scalars(0.0, 0.0, 0.0, temperature, False)
     impl, targets = _resolve_impl(impl, hidden), _check_targets(targets, None, weight.shape[0])
     if impl == "reference":
-        logprobs, entropy = selective_logprobs_reference(hidden, weight, targets, bias=bias, temperature=temperature)
-        return logprobs.float(), entropy.float()
+        logprobs, entropies = selective_logprobs_reference(hidden, weight, targets, bias=bias, temperature=temperature)
+        return logprobs.float(), entropies.float() if entropy else None
     rows = default_chunk_rows(hidden.shape[0], weight.shape[0], hidden.device)
-    row_fn = triton_rows if impl == "triton" else torch_rows
+    row_fn = triton_rows if impl == "triton" else torch_rows if entropy else logprob_rows
     outs, _ = run_chunks(hidden, weight, bias, targets, None, PGParams(0.0, 0.0, 0.0, temperature), row_fn, rows)
-    return outs.logprobs.float(), outs.entropy.float()
+    return outs.logprobs.float(), outs.entropy.float() if entropy else None

@@ -5,9 +5,9 @@ matmul, hands them to a *row function* that writes the per-token outputs and ove
 dL/dlogits, then turns that into grad_hidden (`[c, V] @ [V, H]`) and accumulates grad_weight (`[V, c] @ [c, H]`)
 and grad_bias in the compute dtype (fp32, or fp64 under gradcheck); grad_weight may instead accumulate in the
 weight's dtype (`grad_weight_dtype`, docs/kernels.md#accumulating-in-the-weights-dtype). Extra memory is O(c × V)
-plus the `[V, H]` grad_weight accumulator. Two row functions plug in: `torch_rows` here (the CPU path and fallback) and
-`maro_kernels.triton_pg.triton_rows` (the CUDA path). Backward only scales the stored gradients by grad_output,
-the same trick as Liger-Kernel's fused linear cross-entropy.
+plus the `[V, H]` grad_weight accumulator. Row functions plug in: `torch_rows` here (the CPU path and fallback),
+`maro_kernels.triton_pg.triton_rows` (the CUDA path) and, for scoring, `logprob_rows` (log-probs alone, no entropy).
+Backward only scales the stored gradients by grad_output, the same trick as Liger-Kernel's fused linear cross-entropy.
 """
 
 from __future__ import annotations
@@ -108,6 +108,16 @@ def torch_rows(
     dlogp = (dlogp / params.temperature)[:, None]  # [c, 1]
     probs.mul_(-dlogp).scatter_add_(1, targets[:, None], dlogp)  # [c, V]
     return logits.copy_(probs)
+
+
+def logprob_rows(
+    logits: Tensor, targets: Tensor, tokens: TokenInputs | None, outs: TokenOutputs, params: PGParams
+) -> None:
+    """Scoring without the entropy: each target's logit minus its row's logsumexp. One reduction over `[c, V]` and
+    no `[c, V]` output, where `torch_rows` writes the log-softmax and the probabilities for the entropy."""
+    z = logits.to(outs.logprobs.dtype)  # [c, V]
+    outs.logprobs.copy_(z.gather(1, targets[:, None]).squeeze(1) - torch.logsumexp(z, dim=1))  # [c]
+    return None
 
 
 def chunk_logits(hidden: Tensor, weight: Tensor, bias: Tensor | None, temperature: float) -> Tensor:

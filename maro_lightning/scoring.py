@@ -6,6 +6,10 @@ tensor) and the hidden states the utility head reads for V (last prompt token) a
 token); with a frozen reference, a second forward gives the reference log-probs of the KL term. The
 credit assigner then turns episodes, V and Q into :class:`BehaviourSample` rows, over the whole round of
 every rank when training is distributed (so that its baselines and role counts agree on every rank).
+
+A reference that shares the policy's trunk (LoRA's base) could be scored in the policy's own forward (peft's
+mixed-adapter batch): measured on CPU, that one forward of 2B rows took 1.17-1.29× the time of the two forwards
+of B rows, so there are two (benchmarks/RESULTS.md, "Rollout and scoring throughput").
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ def score_round(
     forward: bool = True,
     lockstep: bool = False,
 ) -> ScoredRound:
-    """V, Q, old (and reference) log-probs of every policy behaviour of ``games``, ``batch_size`` rows per
+    """V, Q, old (and reference) log-probs of every policy behaviour of ``games``, ``batch_size`` behaviours per
     forward. ``temperature`` divides the logits as in sampling, so the log-probs are the sampler's.
 
     ``reference`` is entered once around the reference forwards and gives the frozen reference model:
@@ -100,9 +104,7 @@ def score_round(
     n = len(pairs)
     values, q_values = torch.zeros(n), torch.zeros(n)
     old: list[Tensor | None] = [None] * n
-    # Batches of similar lengths waste little on padding; the results go back to flattening order.
-    order = sorted(range(n), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
-    batches = [order[start : start + batch_size] for start in range(0, n, batch_size)]
+    batches = length_sorted_batches(pairs, batch_size)
     no_ops = distributed.max_over_ranks([len(batches)])[0] - len(batches) if lockstep else 0
     with _eval_mode(model):
         _no_op_forwards(model, no_ops, pad_id, temperature)
@@ -111,10 +113,26 @@ def score_round(
             hidden, logprobs = response_logprobs(model, chunk, pad_id, temperature)
             v, q = head.behaviour_values(hidden, *_last_positions(chunk, hidden.device))
             values[rows], q_values[rows] = v.float().cpu(), q.float().cpu()
-            for i, logprob in zip(rows, logprobs, strict=True):
-                old[i] = logprob
+            _put(old, rows, logprobs)
     ref = None if reference is None else _reference_logprobs(reference, pairs, batches, pad_id, temperature)
     return ScoredRound(episodes, values, q_values, pairs, old, ref)
+
+
+def length_sorted_batches(pairs: list[Pair], batch_size: int) -> list[list[int]]:
+    """Row indices of ``pairs`` in batches of ``batch_size``, by total length: a batch's rows are padded to its
+    longest, so batches of similar lengths waste little on padding (the results go back to flattening order).
+
+    Packing several behaviours into one row (``DataCollatorWithFlattening``'s position-id resets) would waste no
+    padding at all, but pays off only with a variable-length attention kernel (flash-attention's varlen): eager and
+    SDPA attention would attend over the packed row, quadratic in its length."""
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]) + len(pairs[i][1]))
+    return [order[start : start + batch_size] for start in range(0, len(pairs), batch_size)]
+
+
+def _put(out: list[Tensor | None], rows: list[int], values: list[Tensor]) -> None:
+    """``out[rows[k]] = values[k]``: a batch's results back in flattening order."""
+    for i, value in zip(rows, values, strict=True):
+        out[i] = value
 
 
 def _reference_logprobs(
@@ -128,9 +146,7 @@ def _reference_logprobs(
     logprobs: list[Tensor | None] = [None] * len(pairs)
     with reference as model, _eval_mode(model):
         for rows in batches:
-            _, chunk = response_logprobs(model, [pairs[i] for i in rows], pad_id, temperature)
-            for i, logprob in zip(rows, chunk, strict=True):
-                logprobs[i] = logprob
+            _put(logprobs, rows, response_logprobs(model, [pairs[i] for i in rows], pad_id, temperature)[1])
     return logprobs
 
 
@@ -171,11 +187,12 @@ def response_logprobs(
     trunk, weight, bias = trunk_and_head(model)
     device = weight.device
     ids, mask = right_pad([prompt + response for prompt, response in pairs], pad_id)
-    hidden = trunk(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state  # [B, L, H]
+    # use_cache=False: a KV cache of the whole batch would be built and thrown away (~10% of the forward on CPU)
+    hidden = trunk(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False).last_hidden_state
     rows, cols = response_positions(pairs)
     targets = torch.cat([torch.tensor(r, dtype=torch.long) for _, r in pairs]).to(device)  # [T]
     picked = hidden[rows.to(device), cols.to(device)]  # [T, H]
-    logprobs, _ = selective_logprobs(picked, weight, targets, bias=bias, temperature=temperature)
+    logprobs, _ = selective_logprobs(picked, weight, targets, bias=bias, temperature=temperature, entropy=False)
     return hidden, list(logprobs.float().cpu().split([len(r) for _, r in pairs]))
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from collections.abc import Sequence
-from dataclasses import asdict
+from copy import deepcopy
 from dataclasses import dataclass
+from dataclasses import fields
 from itertools import pairwise
 
 import torch
@@ -39,7 +40,10 @@ class Behaviour(Turn):
     @classmethod
     def from_turn(cls, turn: Turn, prompt: str | None = None) -> Behaviour:
         """Copy a logged turn (its ``info`` too, so later edits of the env leave the behaviour alone)."""
-        return cls(**asdict(turn), prompt=prompt)  # the field names are Turn's; asdict deep-copies info
+        # Only info is mutable: deep-copying it alone takes under half of dataclasses.asdict's time (which recurses).
+        return cls(
+            **{f.name: getattr(turn, f.name) for f in fields(Turn)} | {"info": deepcopy(turn.info)}, prompt=prompt
+        )
 
 
 @dataclass(frozen=True)

@@ -145,12 +145,15 @@ def _check_value(where: str, hint: Any, value: Any) -> None:
             _check_value(f"{where}[{index}]", element_hint, element)
 
 
-def _keyword_names(target: Callable[..., Any]) -> set[str]:
+@functools.cache
+def _keyword_names(target: Callable[..., Any]) -> frozenset[str]:
     """Keyword parameters of ``target`` (for a class: of its __init__, and of its bases' __init__ for as long as
-    each passes ``**kwargs`` on)."""
+    each passes ``**kwargs`` on); cached, as ``inspect.signature`` took most of ``envs.make``'s time, and every game
+    of every round makes an env."""
     funcs = _init_chain(target) if inspect.isclass(target) else [target]
     kinds = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return {p.name for f in funcs for p in inspect.signature(f).parameters.values() if p.kind in kinds} - {"self"}
+    names = {p.name for f in funcs for p in inspect.signature(f).parameters.values() if p.kind in kinds}
+    return frozenset(names - {"self"})
 
 
 def _init_chain(cls: type) -> list[Callable[..., Any]]:

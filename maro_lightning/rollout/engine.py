@@ -1,8 +1,8 @@
 """The rollout engine (docs/design.md#rollouts): many games at once, one batched generation per sweep.
 
-Every sweep gathers the players who must act in every unfinished game. Scripted seats answer at once;
-the prompts of all policy seats (and, separately, of all frozen-copy seats) across all games go to the
-generation backend as one batch. A game's seats are drawn per game: one player is the learner
+Every sweep gathers the players who must act in every unfinished game. Scripted seats answer at once, until
+a model seat is due; the prompts of all policy seats (and, separately, of all frozen-copy seats) across all
+games go to the generation backend as one batch. A game's seats are drawn per game: one player is the learner
 (the policy), the others come from the game's opponent mix.
 """
 
@@ -213,36 +213,52 @@ class RolloutEngine:
         return PlayedGame(env, seats, agents=agents, member=member)
 
     def _sweep(self, games: list[PlayedGame]) -> dict[int | None, list[tuple[PlayedGame, int]]]:
-        """Scripted seats act now; returns the model seats due, grouped by who plays them: the league member,
-        or None for the policy (its own seats, and frozen seats when there is no league)."""
+        """Every game plays its scripted seats until a model seat is due; returns the model seats due, grouped by
+        who plays them: the league member, or None for the policy (its own seats, and frozen seats when there is
+        no league). So every unfinished game is in every sweep's batch: had a sweep stopped after one scripted
+        move, games where the model moves second would be one sweep behind those where it moves first, and the
+        sweeps would alternate between the two halves (twice the ``generate`` calls, each half as full)."""
         requests: dict[int | None, list[tuple[PlayedGame, int]]] = {}
         for game in games:
+            for player in self._play_scripted(game):
+                requests.setdefault(game.member if game.seats[player] == FROZEN else None, []).append((game, player))
+        return requests
+
+    def _play_scripted(self, game: PlayedGame) -> list[int]:
+        """Scripted seats act until a model seat must act or the game ends; returns the model seats due."""
+        while not game.env.done:
+            waiting = []
             for player in game.env.to_act():
                 if player not in game.env.to_act():
-                    continue  # an earlier scripted vote in this sweep closed the phase
-                seat = game.seats[player]
+                    continue  # an earlier scripted vote in this pass closed the phase
                 if player in game.agents:
-                    self._act_scripted(game, player, teach=seat == POLICY)
+                    self._act_scripted(game, player, teach=game.seats[player] == POLICY)
                 else:
-                    requests.setdefault(game.member if seat == FROZEN else None, []).append((game, player))
-        return requests
+                    waiting.append(player)
+            due = [player for player in waiting if player in game.env.to_act()]  # a later vote may close the phase
+            if due:
+                return due
+        return []
 
     def _answer(self, batch: list[tuple[PlayedGame, int]], backend: GenerationBackend) -> None:
         prompts = [game.env.observation(player) for game, player in batch]
-        prompt_ids = [truncate_prompt(encode_prompt(self.tokenizer, text), self.sampling) for text in prompts]
+        prompt_ids = [truncate_prompt(ids, self.sampling) for ids in encode_prompts(self.tokenizer, prompts)]
         tick = time.perf_counter()
         completions = backend.generate(prompt_ids, self.sampling)
         self.stats.generate_seconds += time.perf_counter() - tick
         self.stats.generated_tokens += sum(len(c) for c in completions)
-        for (game, player), text, ids, completion in zip(batch, prompts, prompt_ids, completions, strict=True):
+        eos = self.tokenizer.eos_token_id
+        # A backend that returns nothing stopped at once: record the EOS HF generate would have written, so the
+        # behaviour has a token to score and train on (a 0-token response carries no gradient).
+        completions = [c or [eos] for c in completions] if eos is not None else completions
+        texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
+        for (game, player), prompt, ids, completion, text in zip(
+            batch, prompts, prompt_ids, completions, texts, strict=True
+        ):
             if game.env.done or player not in game.env.to_act():
                 continue  # the phase closed while this answer was being generated
-            if not completion and self.tokenizer.eos_token_id is not None:
-                # A backend that returns nothing stopped at once: record the EOS HF generate would have written,
-                # so the behaviour has a token to score and train on (a 0-token response carries no gradient).
-                completion = [self.tokenizer.eos_token_id]
-            self._record(game, text, ids, completion)
-            game.env.step(player, self.tokenizer.decode(completion, skip_special_tokens=True))
+            self._record(game, prompt, ids, completion)
+            game.env.step(player, text)
 
     def _act_scripted(self, game: PlayedGame, player: int, teach: bool) -> None:
         """A scripted seat acts; a teacher's prompt and text are recorded as the learner's behaviour."""
@@ -269,12 +285,23 @@ def game_seeds(seed: int, num_games: int, held_out: bool = False) -> list[int]:
 
 def encode_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     """Token ids of an observation as a one-message chat, ready for the assistant's reply."""
+    return encode_prompts(tokenizer, [text])[0]
+
+
+def encode_prompts(tokenizer: PreTrainedTokenizerBase, texts: list[str]) -> list[list[int]]:
+    """:func:`encode_prompt` of every text, in one call of the tokenizer (one batch for its Rust encoder, not one
+    Python round trip per prompt)."""
+    if not texts:
+        return []
     if tokenizer.chat_template:
-        messages = [{"role": "user", "content": text}]
-        return list(
-            tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
-        )
-    return tokenizer(text)["input_ids"]
+        chats = [[{"role": "user", "content": text}] for text in texts]
+        return [
+            list(ids)
+            for ids in tokenizer.apply_chat_template(
+                chats, add_generation_prompt=True, tokenize=True, return_dict=False
+            )
+        ]
+    return tokenizer(texts)["input_ids"]
 
 
 def encode_response(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:

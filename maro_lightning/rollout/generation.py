@@ -1,8 +1,8 @@
 """Generation backends (docs/design.md#rollouts): ``generate(prompts, sampling) -> completions`` over token ids.
 
 The default backend batches every prompt through ``transformers`` ``generate`` with left padding and
-the KV cache; ``backend: vllm`` (:mod:`maro_lightning.rollout.vllm`) runs an in-process vLLM engine behind the
-same method.
+the KV cache, drawing tokens by inverse transform sampling (:class:`InverseCdfSampler`); ``backend: vllm``
+(:mod:`maro_lightning.rollout.vllm_engine`) runs an in-process vLLM engine behind the same method.
 """
 
 from __future__ import annotations
@@ -12,8 +12,13 @@ from typing import Literal
 from typing import Protocol
 
 import torch
+from transformers import LogitsProcessor
+from transformers import LogitsProcessorList
 from transformers import PreTrainedModel
 from transformers import PreTrainedTokenizerBase
+from transformers import TemperatureLogitsWarper
+from transformers import TopKLogitsWarper
+from transformers import TopPLogitsWarper
 
 from maro_lightning import distributed
 from maro_lightning import fsdp
@@ -111,10 +116,11 @@ class HFGenerate:
                 input_ids=input_ids.to(device),
                 attention_mask=attention_mask.to(device),
                 max_new_tokens=sampling.max_new_tokens,
-                do_sample=sampling.temperature > 0,
-                temperature=sampling.temperature if sampling.temperature > 0 else None,
-                top_p=sampling.top_p if sampling.temperature > 0 else None,
-                top_k=(sampling.top_k or None) if sampling.temperature > 0 else None,
+                do_sample=False,  # greedy selection of what `sampler` drew (or of the argmax, at temperature 0)
+                logits_processor=sampler(sampling),
+                temperature=None,
+                top_p=None,
+                top_k=None,
                 pad_token_id=self.pad_id,
                 eos_token_id=self.tokenizer.eos_token_id,
             )
@@ -125,6 +131,47 @@ class HFGenerate:
     @property
     def pad_id(self) -> int:
         return pad_id(self.tokenizer)
+
+
+def sampler(sampling: SamplingConfig) -> LogitsProcessorList:
+    """The logits processors that sample as ``sampling`` says, for ``generate(do_sample=False)``: Hugging Face's own
+    temperature, top-k and top-p warpers (in ``generate``'s order), then :class:`InverseCdfSampler` (none at
+    temperature 0: greedy decoding)."""
+    if sampling.temperature == 0:
+        return LogitsProcessorList()
+    warpers = [TemperatureLogitsWarper(sampling.temperature)] if sampling.temperature != 1 else []
+    warpers += [TopKLogitsWarper(sampling.top_k)] if sampling.top_k else []
+    warpers += [TopPLogitsWarper(sampling.top_p)] if sampling.top_p < 1 else []
+    return LogitsProcessorList([*warpers, InverseCdfSampler()])
+
+
+class InverseCdfSampler(LogitsProcessor):
+    """Draws every row's next token from ``softmax(scores)`` and returns scores that are 0 at the drawn token and
+    -inf elsewhere, so that greedy selection emits it.
+
+    The draw is the same distribution as ``generate(do_sample=True)``'s ``torch.multinomial``, which draws one
+    exponential variate per vocabulary entry (the "exponential race"): on one CPU thread, 9-12 ms per decoding step
+    at 128 rows and V = 1.2k, a third of the tiny model's step. Inverse transform sampling needs one uniform per row
+    and a cumulative sum (1 ms there). Draws come from torch's global generator, as ``multinomial``'s do.
+    """
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(scores.float(), dim=-1)  # [B, V]
+        uniforms = torch.rand(probs.shape[0], dtype=torch.float64, device=probs.device)  # [B]
+        tokens = inverse_cdf_sample(probs, uniforms)
+        picked = torch.full_like(scores, float("-inf"))
+        return picked.scatter_(1, tokens[:, None], 0.0)
+
+
+def inverse_cdf_sample(probs: torch.Tensor, uniforms: torch.Tensor) -> torch.Tensor:
+    """``[B]`` int64: for each row of ``probs [B, V]`` (non-negative, summing to about 1), the first token whose
+    cumulative mass exceeds ``uniforms [B]`` (in [0, 1)) times the row's total. A token of probability 0 is never
+    drawn: its cumulative mass equals its predecessor's."""
+    cdf = probs.double().cumsum(dim=-1)  # [B, V]; in float64 the sum's rounding stays far below float32 probabilities'
+    total = cdf[:, -1:]  # [B, 1]
+    below_total = torch.nextafter(total, torch.zeros_like(total))  # u · total may round up to total itself
+    targets = torch.minimum(uniforms.to(cdf)[:, None] * total, below_total)  # [B, 1]
+    return torch.searchsorted(cdf, targets, right=True)[:, 0]
 
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -235,6 +235,21 @@ def test_selective_logprobs(impl, case, chunk_thirds):
         assert_close(a, e, name)
 
 
+@pytest.mark.parametrize("case", [CASES["odd"], CASES["vocab_151936"]], ids=["odd", "vocab_151936"])
+@pytest.mark.parametrize("impl", ["chunked", "reference"])
+def test_selective_logprobs_without_entropy(impl, case, chunk_thirds):
+    """entropy=False: the same log-probs (chunked: a logit minus a logsumexp, not the log-softmax) and no entropy."""
+    chunk_thirds(case)
+    inputs = make_inputs(case)
+    args = (inputs["hidden"], inputs["weight"], torch.where(inputs["targets"] >= 0, inputs["targets"], 0))
+    expected, _ = selective_logprobs(*args, bias=inputs["bias"], temperature=case.temperature, impl="reference")
+    actual, entropy = selective_logprobs(
+        *args, bias=inputs["bias"], temperature=case.temperature, impl=impl, entropy=False
+    )
+    assert entropy is None and actual.dtype == torch.float32
+    assert_close(actual, expected, "logprobs")
+
+
 class LargestTensor(TorchDispatchMode):
     """Records the largest tensor any op returns, in bytes: a probe for materialized [N, V] logits.
 

@@ -1,0 +1,120 @@
+"""Scoring a round (maro_lightning.scoring: length-sorted batches, log-probs of the response tokens alone, no KV cache)
+gives what scoring each behaviour alone gives: old and reference log-probs from the full logits' log-softmax, V and Q
+from the head on the trunk's hidden states; with a separate reference, and under LoRA with the base as the reference."""
+
+import contextlib
+import copy
+
+import pytest
+import torch
+
+from maro_lightning.lora import LoraConfig
+from maro_lightning.lora import adapter_parameters
+from maro_lightning.models import TinyModelConfig
+from maro_lightning.models import UtilityHead
+from maro_lightning.models import build_tiny_model
+from maro_lightning.models import trunk_and_head
+from maro_lightning.module import LossConfig
+from maro_lightning.module import MaroModule
+from maro_lightning.rollout import GameSpec
+from maro_lightning.rollout import RolloutEngine
+from maro_lightning.rollout import SamplingConfig
+from maro_lightning.scoring import score_round
+
+TEMPERATURE = 0.7
+TINY = TinyModelConfig(hidden_size=32, intermediate_size=64, num_heads=2, corpus_games=("bazaar",))
+
+
+class RandomReplies:
+    """Replies of 1 to 6 random tokens: behaviours of many lengths, so batches pad."""
+
+    def __init__(self, vocab: int) -> None:
+        self.vocab, self.generator = vocab, torch.Generator().manual_seed(1)
+
+    def generate(self, prompts, sampling):
+        lengths = torch.randint(1, 7, (len(prompts),), generator=self.generator).tolist()
+        return [torch.randint(5, self.vocab, (n,), generator=self.generator).tolist() for n in lengths]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    model, tokenizer = build_tiny_model(TINY)
+    spec = GameSpec("bazaar", options={"obs_format": "compact"}, opponents={"linear": 1.0})
+    engine = RolloutEngine([spec], tokenizer, SamplingConfig(max_new_tokens=6))
+    return model, tokenizer, engine.play(6, seed=3, policy=RandomReplies(len(tokenizer)))
+
+
+def randomize(parameters, seed: int) -> None:
+    """Draw the parameters afresh (the head's output layer and LoRA's B start at zero, which would hide a mistake)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in parameters:
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+
+
+def alone(model, head, prompt, response):
+    """Log-probs of one behaviour's response from its full logits, and its V and Q: the plain computation."""
+    ids = torch.tensor([prompt + response])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0].float() / TEMPERATURE, -1)  # [L, V]
+        hidden = trunk_and_head(model)[0](input_ids=ids).last_hidden_state  # [1, L, H]
+        v, q = head.behaviour_values(hidden, torch.tensor([len(prompt) - 1]), torch.tensor([ids.shape[1] - 1]))
+    start = len(prompt) - 1
+    return logp[start : start + len(response)].gather(1, torch.tensor(response)[:, None])[:, 0], v[0], q[0]
+
+
+def assert_scored_alone(scored, policy, reference, head):
+    lengths = {len(p) + len(r) for p, r in scored.pairs}
+    assert len(scored.pairs) > 8 and len(lengths) > 3  # batches that need padding
+    for (prompt, response), old, ref, v, q in zip(
+        scored.pairs, scored.old_logprobs, scored.ref_logprobs, scored.values, scored.q_values, strict=True
+    ):
+        expected_old, expected_v, expected_q = alone(policy, head, prompt, response)
+        torch.testing.assert_close(old, expected_old, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(ref, reference(prompt, response), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close((v, q), (expected_v, expected_q), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch_size", [3, 64])
+def test_batched_scoring_matches_each_behaviour_alone(tiny, batch_size):
+    model, tokenizer, games = tiny
+    head, frozen = UtilityHead(model.config.hidden_size, width=16), copy.deepcopy(model)
+    randomize(head.parameters(), seed=2)
+    randomize(frozen.parameters(), seed=3)
+    scored = score_round(
+        model,
+        head,
+        games,
+        reference=contextlib.nullcontext(frozen),
+        temperature=TEMPERATURE,
+        batch_size=batch_size,
+        pad_id=tokenizer.pad_token_id,
+    )
+    assert_scored_alone(scored, model, lambda p, r: alone(frozen, head, p, r)[0], head)
+
+
+def test_lora_scores_the_adapted_policy_against_its_base(tiny, tmp_path):
+    pytest.importorskip("peft", reason="LoRA needs peft: pip install 'maro-lightning[lora]'")
+    model, tokenizer, games = tiny
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    module = MaroModule(
+        policy=str(tmp_path),
+        attn_implementation="eager",
+        lora=LoraConfig(r=4),
+        loss=LossConfig(beta=0.1),
+        sampling=SamplingConfig(temperature=TEMPERATURE),
+        score_batch_size=5,
+    )
+    module.configure_model()
+    randomize(adapter_parameters(module.policy).values(), seed=5)  # B = 0 would make the adapted model the base
+    randomize(module.utility_head.parameters(), seed=4)
+    scored = module.score(games)
+
+    def base(prompt, response):
+        with module.policy.disable_adapter():
+            return alone(module.policy, module.utility_head, prompt, response)[0]
+
+    assert_scored_alone(scored, module.policy, base, module.utility_head)
+    assert not torch.allclose(scored.old_logprobs[0], scored.ref_logprobs[0])  # the test tells the two apart
