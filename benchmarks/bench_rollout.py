@@ -60,6 +60,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--score-games", type=int, default=128, help="scoring: games of the scored round")
+    parser.add_argument(
+        "--obs-format", default="compact", choices=["compact", "full"], help="scoring: the game's prompts"
+    )
     parser.add_argument("--round-steps", type=int, default=60, help="round: optimizer steps of the fit")
     parser.add_argument("--imitation-rounds", type=int, default=4, help="round: cloning rounds before RL")
     args = parser.parse_args()
@@ -141,28 +144,36 @@ def scoring(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     modules = score_modules()
     tokenizer = modules["full, no KL"].tokenizer
-    spec = GameSpec(args.game, options={"obs_format": "compact"}, opponents={OPPONENT[args.game]: 1.0})
+    spec = GameSpec(args.game, options=observation(args), opponents={OPPONENT[args.game]: 1.0})
     engine = RolloutEngine([spec], tokenizer, SamplingConfig(max_new_tokens=16))
     fake = PromptKeyedReplies(len(tokenizer), tokenizer.eos_token_id)
     games = engine.play_seeds(game_seeds(7, args.score_games), fake)
     pairs = [(g.prompt_ids[t], g.response_ids[t]) for g in games for t in sorted(g.prompt_ids)]
     tokens = sum(len(p) + len(r) for p, r in pairs)
     print(
-        f"\n## scoring: {len(pairs)} behaviours of {args.score_games} {args.game} games ({tokens:,} tokens, "
-        f"{padded_tokens(pairs, 64):,} in length-sorted batches of 64), median of {args.repeats}"
+        f"\n## scoring: {len(pairs)} behaviours of {args.score_games} {args.game} games, {args.obs_format} prompts "
+        f"({tokens:,} tokens, {padded_tokens(pairs, 64):,} in length-sorted batches of 64), median of {args.repeats}; "
+        "a row per behaviour vs a row per player and game over its shared prefix (score_shared_prefixes)"
     )
-    seconds: dict[str, list[float]] = {name: [] for name in modules}
+    seconds: dict[tuple[str, bool], list[float]] = {}
     for _ in range(args.repeats):  # the variants take turns
         for name, module in modules.items():
-            start = time.perf_counter()
-            module.score(games)
-            seconds[name].append(time.perf_counter() - start)
-    print("| model | KL reference | behaviours/s | ms per behaviour |")
-    print("|---|---|---:|---:|")
-    for name, times in seconds.items():
-        median = statistics.median(times)
+            for shared in (False, True):
+                module.score_shared_prefixes = shared
+                start = time.perf_counter()
+                module.score(games)
+                seconds.setdefault((name, shared), []).append(time.perf_counter() - start)
+    print("| model | KL reference | row per behaviour: ms per behaviour | shared prefixes | shared / per behaviour |")
+    print("|---|---|---:|---:|---:|")
+    for name in modules:
+        alone, shared = (1000 * statistics.median(seconds[name, s]) / len(pairs) for s in (False, True))
         model, kl = name.split(", ")
-        print(f"| {model} | {kl} | {len(pairs) / median:,.0f} | {1000 * median / len(pairs):.2f} |")
+        print(f"| {model} | {kl} | {alone:.2f} | {shared:.2f} | {shared / alone:.2f} |")
+
+
+def observation(args: argparse.Namespace) -> dict:
+    """The game options of ``--obs-format``: Bazaar's compact prompts (a state line) or every game's full text."""
+    return {"obs_format": "compact"} if args.obs_format == "compact" and args.game == "bazaar" else {}
 
 
 def score_modules() -> dict[str, MaroModule]:

@@ -5,6 +5,10 @@ is a copy of its adapters, never of the base model.
 - A frozen snapshot (the league's opponent, the warm start in the final evaluation) is an :class:`AdapterSnapshot`,
   the adapter weights alone; it plays through the policy itself, whose adapter weights it swaps in for the length of
   one ``generate`` call (:class:`SnapshotBackend`) and restores after, bit for bit.
+- A vLLM engine serves the merged weights (:func:`merged_weights`, base + (alpha / r) · B A per adapted layer, named
+  as in the exported folder): the policy's after each optimizer step, a snapshot's through the policy it is swapped
+  into. vLLM's own LoRA serving (punica kernels) would push only the adapters; merging keeps one code path for
+  every engine, at the price of a full weight reload per push.
 - A checkpoint holds the adapters (and the utility head); the base is reloaded from the module's ``policy`` id or
   folder (:func:`base_state` is what is left out).
 
@@ -24,6 +28,8 @@ from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
+
+from maro_lightning.rollout.vllm_engine import mark_weights_changed
 
 if TYPE_CHECKING:
     import peft
@@ -116,6 +122,25 @@ def merged_copy(policy: PeftModel) -> PreTrainedModel:
     return copy.deepcopy(policy).merge_and_unload()
 
 
+def merged_weights(policy: PeftModel) -> Iterator[tuple[str, Tensor]]:
+    """The policy's weights with its adapters merged, one (name, tensor) at a time, named as in the folder
+    :func:`merged_copy`'s model writes (``...q_proj.weight``, not ``...q_proj.base_layer.weight``): only an adapted
+    layer's weight is a new tensor, every other entry is the base's own. Adapter-free entries, adapter layers
+    skipped; the policy is left as it is."""
+    from peft.tuners.lora import LoraLayer
+
+    model = policy.get_base_model()
+    layers = {f"{name}.base_layer.weight": m for name, m in model.named_modules() if isinstance(m, LoraLayer)}
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if ".lora_" in name:
+                continue
+            if name in layers:
+                layer = layers[name]
+                tensor = tensor + layer.get_delta_weight(layer.active_adapters[0]).to(tensor.dtype)
+            yield name.replace(".base_layer.", "."), tensor
+
+
 class AdapterSnapshot:
     """A frozen copy of the policy's adapter weights (what a LoRA snapshot holds: the base is shared and frozen).
 
@@ -130,8 +155,10 @@ class AdapterSnapshot:
         return dict(self.weights)
 
     def load_state_dict(self, weights: Mapping[str, Tensor]) -> None:
-        """Copy ``weights`` (the same adapter entries) in place, keeping this snapshot's device."""
+        """Copy ``weights`` (the same adapter entries) in place, keeping this snapshot's device (a vLLM engine that
+        served the snapshot reloads it)."""
         _copy_into(self.weights, weights)
+        mark_weights_changed(self)
 
     def to(self, device: torch.device | str) -> AdapterSnapshot:
         self.weights = {name: tensor.to(device) for name, tensor in self.weights.items()}

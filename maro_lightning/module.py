@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import asdict
 from dataclasses import dataclass
@@ -179,6 +179,10 @@ class MaroModule(L.LightningModule):
         generation_batch_size: prompts per ``generate`` call (0: all due prompts at once); hf only (vLLM schedules
             its own batches).
         score_batch_size: behaviours per scoring forward.
+        score_shared_prefixes: score the behaviours of one player in one game in one row over their shared prompt
+            prefix (the rules, the history), each seeing the prefix and itself only: the same numbers from fewer
+            positions (docs/design.md#data-flow). Applies where the attention takes a 4D mask (eager or SDPA, not
+            flash-attention) and ``head.inputs`` is ``last``; elsewhere each behaviour has its own row.
         optimizer: the optimizer, built over the trainable parameters (LightningCLI: ``optimizer:``).
         lr_scheduler: an optional scheduler, stepped every optimizer step (LightningCLI: ``lr_scheduler:``).
     """
@@ -197,6 +201,7 @@ class MaroModule(L.LightningModule):
         sampling: SamplingConfig | None = None,
         generation_batch_size: int = 0,
         score_batch_size: int = 64,
+        score_shared_prefixes: bool = True,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -223,12 +228,8 @@ class MaroModule(L.LightningModule):
                 f"generation_batch_size={generation_batch_size} applies to sampling.backend=hf only: vLLM schedules "
                 "its own batches (bounded by sampling.vllm_kv_cache_gib); leave it at 0"
             )
-        if self.sampling.backend == "vllm" and self.lora_config is not None:
-            raise ValueError(
-                "model.lora with sampling.backend=vllm is not supported yet (the engines would need the merged or "
-                "the adapter weights of every snapshot pushed): use sampling.backend=hf with LoRA"
-            )
         self.generation_batch_size, self.score_batch_size = generation_batch_size, score_batch_size
+        self.score_shared_prefixes = score_shared_prefixes
         self.optimizer_factory, self.scheduler_factory = optimizer, lr_scheduler
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         for name, config in [("tiny", self.tiny_config), ("credit", self.credit_config), ("head", self.head_config)]:
@@ -369,11 +370,19 @@ class MaroModule(L.LightningModule):
                 )
         return self.vllm_engines[slot]
 
-    def rollout_weights(self, model: torch.nn.Module) -> Iterable[tuple[str, Tensor]]:
-        """Hook: ``model``'s weights as a vLLM engine loads them, named as in :meth:`save_pretrained`'s checkpoint.
+    def rollout_weights(self, model: torch.nn.Module | AdapterSnapshot) -> Iterator[tuple[str, Tensor]]:
+        """Hook: ``model``'s weights as a vLLM engine loads them, named as in :meth:`save_pretrained`'s checkpoint,
+        one at a time (the engine copies each in as it comes).
 
-        Default: its state dict (LoRA with vLLM is refused at start-up: serving adapters there is not built yet)."""
-        return model.state_dict().items()
+        Default: its state dict; under LoRA the merged weights (``lora.merged_weights``), of the policy or of a
+        snapshot swapped into it while the engine reads them."""
+        if self.lora_config is None:
+            yield from model.state_dict().items()
+        elif isinstance(model, AdapterSnapshot):
+            with model.swapped_into(self.policy):
+                yield from lora.merged_weights(self.policy)
+        else:
+            yield from lora.merged_weights(self.policy)
 
     def score(self, games: list[PlayedGame], forward: bool = True) -> ScoredRound:
         """The no-grad scoring forward of a played round (old and reference log-probs, V and Q); without
@@ -390,7 +399,13 @@ class MaroModule(L.LightningModule):
                 pad_id=self.pad_id,
                 forward=forward,
                 lockstep=fsdp.lockstep(self.policy),
+                share_prefixes=self._scores_shared_prefixes(),
             )
+
+    def _scores_shared_prefixes(self) -> bool:
+        """``score_shared_prefixes`` where it applies: an attention that takes a 4D mask, a head reading positions."""
+        attention = getattr(self.policy.config, "_attn_implementation", None)
+        return self.score_shared_prefixes and attention in ("eager", "sdpa") and self.head_config.inputs == "last"
 
     def credit_round(self, scored: ScoredRound, assigner: CreditAssigner | None = None) -> list[BehaviourSample]:
         """Credit a scored round over all ranks' episodes: with the module's assigner through this module's hooks,

@@ -41,12 +41,6 @@ def test_generation_batch_size_is_refused_with_vllm():
         MaroModule(sampling=SamplingConfig(backend="vllm"), generation_batch_size=8)
 
 
-def test_lora_is_refused_with_vllm():
-    pytest.importorskip("peft", reason="LoRA needs peft (the lora extra)")
-    with pytest.raises(ValueError, match="model.lora with sampling.backend=vllm is not supported yet"):
-        MaroModule(policy="a/folder", lora={}, sampling=SamplingConfig(backend="vllm"))
-
-
 def test_vllm_sampling_parameters_map_one_to_one():
     sampling = SamplingConfig(temperature=0.7, top_p=0.9, top_k=20, max_new_tokens=5)
     assert sampling_kwargs(sampling, eos_token_id=3) == {

@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 
+from maro_lightning.credit import Episode
 from maro_lightning.lora import LoraConfig
 from maro_lightning.lora import adapter_parameters
 from maro_lightning.models import TinyModelConfig
@@ -19,7 +20,10 @@ from maro_lightning.module import MaroModule
 from maro_lightning.rollout import GameSpec
 from maro_lightning.rollout import RolloutEngine
 from maro_lightning.rollout import SamplingConfig
+from maro_lightning.scoring import pack
+from maro_lightning.scoring import prefix_groups
 from maro_lightning.scoring import score_round
+from maro_lightning.scoring import shared_prefix
 
 TEMPERATURE = 0.7
 TINY = TinyModelConfig(hidden_size=32, intermediate_size=64, num_heads=2, corpus_games=("bazaar",))
@@ -76,9 +80,13 @@ def assert_scored_alone(scored, policy, reference, head):
         torch.testing.assert_close((v, q), (expected_v, expected_q), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("batch_size", [3, 64])
-def test_batched_scoring_matches_each_behaviour_alone(tiny, batch_size):
+@pytest.mark.parametrize(
+    ("batch_size", "share_prefixes", "attention"),
+    [(3, False, "eager"), (64, False, "eager"), (3, True, "eager"), (64, True, "eager"), (64, True, "sdpa")],
+)
+def test_batched_scoring_matches_each_behaviour_alone(tiny, batch_size, share_prefixes, attention):
     model, tokenizer, games = tiny
+    model.config._attn_implementation = attention
     head, frozen = UtilityHead(model.config.hidden_size, width=16), copy.deepcopy(model)
     randomize(head.parameters(), seed=2)
     randomize(frozen.parameters(), seed=3)
@@ -90,8 +98,28 @@ def test_batched_scoring_matches_each_behaviour_alone(tiny, batch_size):
         temperature=TEMPERATURE,
         batch_size=batch_size,
         pad_id=tokenizer.pad_token_id,
+        share_prefixes=share_prefixes,
     )
+    model.config._attn_implementation = "eager"
     assert_scored_alone(scored, model, lambda p, r: alone(frozen, head, p, r)[0], head)
+
+
+def test_shared_prefix_rows_hold_each_prefix_once(tiny):
+    """Packing a player's behaviours over their shared prompt prefix computes fewer positions, and each behaviour's
+    positions are the ones it has alone."""
+    _, tokenizer, games = tiny
+    pairs = [(g.prompt_ids[t], g.response_ids[t]) for g in games for t in sorted(g.prompt_ids)]
+    flat = [(e, b) for g in games for e in [Episode.from_env(g.env, g.policy_players, g.prompts)] for b in e.flat()]
+    groups = prefix_groups(flat, 64)
+    assert any(len(group) > 1 and shared_prefix(pairs, group) > 0 for group in groups)
+    batch = pack(pairs, groups, tokenizer.pad_token_id)
+    assert batch.input_ids.ne(tokenizer.pad_token_id).sum() < sum(len(p) + len(r) for p, r in pairs)
+    for m, i in enumerate(batch.behaviours):
+        prompt, response = pairs[i]
+        row, last = batch.rows[m], batch.response_last[m]
+        seen = batch.attention_mask[row, 0, last].nonzero()[:, 0]  # what the last response token attends to
+        assert batch.input_ids[row, seen].tolist() == prompt + response
+        assert batch.position_ids[row, seen].tolist() == list(range(len(prompt) + len(response)))
 
 
 def test_lora_scores_the_adapted_policy_against_its_base(tiny, tmp_path):

@@ -2,6 +2,8 @@
 are transformers' own, the policy's weights reach the engine after an optimizer step (and only then), frozen copies
 play on a second engine, and a round's records are those of the hf backend.
 
+Under LoRA the engines are served merged weights, the policy's and each snapshot's.
+
 Needs vLLM, which the default environment does not install: `make test-vllm` runs this file in a venv of its own."""
 
 import dataclasses
@@ -13,6 +15,8 @@ import torch
 pytest.importorskip("vllm", reason="vLLM is not installed: `make test-vllm` runs these tests in a venv of its own")
 
 from maro_lightning import envs  # noqa: E402
+from maro_lightning.lora import LoraConfig  # noqa: E402
+from maro_lightning.lora import adapter_parameters  # noqa: E402
 from maro_lightning.models import TinyModelConfig  # noqa: E402
 from maro_lightning.module import OPPONENT  # noqa: E402
 from maro_lightning.module import MaroModule  # noqa: E402
@@ -187,3 +191,34 @@ def test_a_round_has_the_records_of_the_hf_backend(module):
         )
     assert structure(vllm_samples) == structure(hf_samples)
     module.sampling = GREEDY
+
+
+@pytest.fixture(scope="module")
+def lora_module(module, tmp_path_factory):
+    """LoRA adapters (rank 4, drawn wide so that they change greedy completions) on the exported tiny policy."""
+    pytest.importorskip("peft", reason="LoRA needs peft (the lora extra)")
+    folder = tmp_path_factory.mktemp("base")
+    module.save_pretrained(str(folder))
+    adapted = MaroModule(policy=str(folder), attn_implementation="eager", lora=LoraConfig(r=4), sampling=GREEDY)
+    adapted.configure_model()
+    with torch.no_grad():
+        for weight in adapter_parameters(adapted.policy).values():
+            weight.normal_(0.0, 0.3)
+    return adapted
+
+
+def test_lora_plays_its_merged_weights_and_snapshots_theirs(lora_module, prompts):
+    """Under LoRA the engines load merged weights: the policy's greedy completions are the adapted model's (not the
+    base's), a snapshot's are the snapshot adapter's, and after a step each engine serves its own again."""
+    module = lora_module
+    with module.policy.disable_adapter():
+        base = hf(module, prompts)
+    assert module.policy_backend().generate(prompts, GREEDY) == hf(module, prompts) != base
+    module.add_snapshot(OPPONENT)
+    module.refresh_snapshot(OPPONENT)
+    snapshot_before = hf(module, prompts)
+    optimizer_step(module, prompts)
+    adapters = [p.detach().clone() for p in adapter_parameters(module.policy).values()]
+    assert module.policy_backend().generate(prompts, GREEDY) == hf(module, prompts) != snapshot_before
+    assert module.policy_backend(name=OPPONENT).generate(prompts, GREEDY) == snapshot_before
+    assert all(torch.equal(a, b) for a, b in zip(adapter_parameters(module.policy).values(), adapters, strict=True))

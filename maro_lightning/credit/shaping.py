@@ -28,17 +28,21 @@ class NoDealCost(CreditAssigner):
     Args:
         config: the credit switches, as for :class:`CreditAssigner`.
         cost: subtracted from the player's last immediate reward when the game ended without agreement (>= 0).
+        roles: the roles that pay it (e.g. ``[seller]``: the side whose last offer decides, in Bazaar); None: all.
     """
 
-    def __init__(self, config: CreditConfig | None = None, cost: float = 0.2) -> None:
+    def __init__(self, config: CreditConfig | None = None, cost: float = 0.2, roles: list[str] | None = None) -> None:
         super().__init__(config)
         if cost < 0:
             raise ValueError(f"NoDealCost: cost must be >= 0, got {cost}")
-        self.cost = cost
+        if roles is not None and not roles:
+            raise ValueError("NoDealCost: roles is empty (None: every role pays the cost)")
+        self.cost, self.roles = cost, None if roles is None else frozenset(roles)
 
     def behaviour_rewards(self, episode: Episode, player: int) -> Tensor:
         rewards = super().behaviour_rewards(episode, player)  # [T] float64: z_i on the last behaviour
-        if not episode.outcome.metrics[_agreement_metric(episode.game)]:
+        pays = self.roles is None or episode.roles[player] in self.roles
+        if pays and not episode.outcome.metrics[_agreement_metric(episode.game)]:
             rewards[-1] -= self.cost
         return rewards
 

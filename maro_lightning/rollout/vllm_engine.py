@@ -54,8 +54,8 @@ def count_optimizer_steps(optimizer: torch.optim.Optimizer, model: torch.nn.Modu
 
 def count_loads(model: torch.nn.Module) -> None:
     """Count ``model``'s ``load_state_dict`` calls as weight changes (the hook is registered once; a deep copy of
-    the model carries it)."""
-    if not getattr(model, _TRACKED, False):
+    the model carries it). A model that is no module (a LoRA ``AdapterSnapshot``) counts its own loads."""
+    if isinstance(model, torch.nn.Module) and not getattr(model, _TRACKED, False):
         model.register_load_state_dict_post_hook(mark_weights_changed)
         setattr(model, _TRACKED, True)
 

@@ -26,6 +26,14 @@ def test_a_game_without_a_deal_costs_each_player_on_its_last_behaviour():
     assert advantages == pytest.approx([-0.1] * 4 + [0.1] * 4)
 
 
+def test_the_cost_can_fall_on_some_roles_only():
+    seller_only = NoDealCost(CreditConfig(invalid_penalty=0.0), cost=0.3, roles=["seller"])
+    assert seller_only.behaviour_rewards(_bazaar(deal=0.0), 0).tolist() == [0.0, -0.3]  # player 0 sells
+    assert seller_only.behaviour_rewards(_bazaar(deal=0.0), 1).tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="roles is empty"):
+        NoDealCost(roles=[])
+
+
 def test_a_game_without_an_agreement_or_a_negative_cost_is_refused():
     mafia = build_episode("mafia", 1, {0: ("mafia", 1.0, True, 1)})
     with pytest.raises(ValueError, match="needs a game with an agreement .*bazaar.*; got mafia"):

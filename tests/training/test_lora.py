@@ -13,6 +13,7 @@ from helpers import tiny_module
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from maro_lightning import checkpoints
+from maro_lightning import lora
 from maro_lightning.lora import AdapterSnapshot
 from maro_lightning.lora import LoraConfig
 from maro_lightning.lora import adapter_parameters
@@ -133,6 +134,24 @@ def test_the_merged_export_reloads_with_the_adapted_logits(run, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(merged(input_ids=ids).logits, module.policy(input_ids=ids).logits)
     assert all(torch.equal(w, before[k]) for k, w in adapter(module).items())  # the policy keeps its adapters
+
+
+def test_vllm_is_served_the_merged_weights_of_the_policy_and_of_a_snapshot(run):
+    """What a vLLM engine loads under LoRA: the merged export's state dict, entry for entry; a snapshot's merged
+    weights through the policy, which keeps its own adapter after."""
+    module = run[2]
+    before = adapter(module)
+    expected = lora.merged_copy(module.policy).state_dict()
+    served = dict(module.rollout_weights(module.policy))
+    assert served.keys() == expected.keys()
+    assert all(torch.allclose(served[name], expected[name], atol=1e-6) for name in expected)
+    snapshot = module.snapshot(OPPONENT)
+    with snapshot.swapped_into(module.policy):
+        expected_snapshot = lora.merged_copy(module.policy).state_dict()
+    served_snapshot = dict(module.rollout_weights(snapshot))
+    assert all(torch.allclose(served_snapshot[k], expected_snapshot[k], atol=1e-6) for k in expected_snapshot)
+    assert any(not torch.equal(served[k], served_snapshot[k]) for k in expected)  # two different adapters
+    assert all(torch.equal(w, before[k]) for k, w in adapter(module).items())
 
 
 def test_lora_config_errors_name_the_problem():
