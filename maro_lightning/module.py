@@ -179,10 +179,11 @@ class MaroModule(L.LightningModule):
         generation_batch_size: prompts per ``generate`` call (0: all due prompts at once); hf only (vLLM schedules
             its own batches).
         score_batch_size: behaviours per scoring forward.
-        score_shared_prefixes: score the behaviours of one player in one game in one row over their shared prompt
-            prefix (the rules, the history), each seeing the prefix and itself only: the same numbers from fewer
-            positions (docs/design.md#data-flow). Applies where the attention takes a 4D mask (eager or SDPA, not
-            flash-attention) and ``head.inputs`` is ``last``; elsewhere each behaviour has its own row.
+        score_shared_prefixes: in the scoring forward, run the prompt prefix that the behaviours of one player in one
+            game share (the rules, the history) once, as a KV cache each of them continues: the same numbers from
+            fewer positions (docs/design.md#data-flow). Applies where the attention takes a 4D mask (eager or SDPA,
+            not flash-attention), ``head.inputs`` is ``last`` and FSDP does not shard the policy; elsewhere each
+            behaviour is scored whole.
         optimizer: the optimizer, built over the trainable parameters (LightningCLI: ``optimizer:``).
         lr_scheduler: an optional scheduler, stepped every optimizer step (LightningCLI: ``lr_scheduler:``).
     """

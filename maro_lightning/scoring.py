@@ -8,10 +8,11 @@ credit assigner then turns episodes, V and Q into :class:`BehaviourSample` rows,
 every rank when training is distributed (so that its baselines and role counts agree on every rank).
 
 Behaviours of one player in one game share most of their prompt (the rules, the history so far): with
-``share_prefixes``, each such group is packed into one row, the shared prefix once and every behaviour's own
-rest after it, under a 4D mask that lets each behaviour see the prefix and itself only and position ids that
-continue the prefix, so every behaviour's states are the ones it would get alone (the tree attention of
-SpecInfer, Miao et al. 2023, and of prefix-sharing RL trainers; here over one level of prefix).
+``share_prefixes``, each such group's shared prefix runs once, as a KV cache that each of its behaviours continues
+with its own rest of prompt and response (its position ids continuing the prefix, its mask hiding the other
+groups' prefixes and the padding). Every behaviour gets the states it would get alone; the prefix's positions are
+computed once per group and each behaviour attends over the prefix and itself only (prefix sharing as in
+SGLang's RadixAttention, Zheng et al. 2024, over one level of prefix).
 
 A reference that shares the policy's trunk (LoRA's base) could be scored in the policy's own forward (peft's
 mixed-adapter batch): measured on CPU, that one forward of 2B rows took 1.17-1.29× the time of the two forwards
@@ -20,6 +21,7 @@ of B rows, so there are two (benchmarks/RESULTS.md, "Rollout and scoring through
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -28,6 +30,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from transformers import DynamicCache
 from transformers import PreTrainedModel
 
 from maro_kernels import selective_logprobs
@@ -43,6 +46,11 @@ from maro_lightning.credit import flatten
 from maro_lightning.models import UtilityHead
 from maro_lightning.models import trunk_and_head
 from maro_lightning.rollout import PlayedGame
+
+MIN_SHARED_PREFIX = 64
+"""Shorter shared prefixes are scored with each behaviour: a second forward, the cache copied per behaviour and a 4D
+mask cost more than the positions they save (Bazaar's compact prompts share about 10 tokens and scored 1.0-1.2×
+slower shared; its full text shares hundreds and scored 2× faster: benchmarks/RESULTS.md)."""
 
 
 @dataclass
@@ -101,9 +109,10 @@ def score_round(
     With ``lockstep`` (``model`` is sharded by FSDP: each forward gathers its layers over the ranks), every rank
     runs as many forwards of ``model`` as the rank with the most batches, the extra ones on a one-token no-op row.
 
-    ``share_prefixes`` packs the behaviours of each (game, player) into one row over their shared prompt prefix (see
-    the module's docstring): the same results (to float rounding) from fewer positions. It needs an attention that
-    takes a 4D mask (eager, SDPA; not flash-attention) and a head that reads single positions (``inputs: last``)."""
+    ``share_prefixes`` runs the prompt prefix the behaviours of each (game, player) share once, as a KV cache each of
+    them continues (see the module's docstring): the same results (to float rounding) from fewer positions. It needs
+    an attention that takes a 4D mask (eager, SDPA; not flash-attention) and a head that reads single positions
+    (``inputs: last``); under ``lockstep`` it is off."""
     episodes = [Episode.from_env(g.env, policy_players=g.policy_players, prompts=g.prompts) for g in games]
     game_of = {id(episode): game for episode, game in zip(episodes, games, strict=True)}
     pairs = [
@@ -116,14 +125,18 @@ def score_round(
     n = len(pairs)
     values, q_values = torch.zeros(n), torch.zeros(n)
     old: list[Tensor | None] = [None] * n
-    groups = prefix_groups(flatten(episodes), batch_size) if share_prefixes else [[i] for i in range(n)]
+    # Lock-step ranks must run as many forwards each, and a batch with shared prefixes runs two: not under FSDP.
+    shares = share_prefixes and not lockstep
+    groups = prefix_groups(flatten(episodes), batch_size) if shares else [[i] for i in range(n)]
     batches = [pack(pairs, chunk, pad_id) for chunk in group_batches(pairs, groups, batch_size)]
     no_ops = distributed.max_over_ranks([len(batches)])[0] - len(batches) if lockstep else 0
     with _eval_mode(model):
         _no_op_forwards(model, no_ops, pad_id, temperature)
         for batch in batches:
             hidden, logprobs = packed_logprobs(model, batch, temperature)
-            v, q = head.behaviour_values(hidden, batch.prompt_last, batch.response_last, batch.rows)
+            v, q = head.behaviour_values(
+                hidden, batch.prompt_last.to(hidden.device), batch.response_last.to(hidden.device)
+            )
             values[batch.behaviours], q_values[batch.behaviours] = v.float().cpu(), q.float().cpu()
             _put(old, batch.behaviours, logprobs)
     ref = None if reference is None else _reference_logprobs(reference, n, batches, temperature)
@@ -155,103 +168,110 @@ def group_batches(pairs: list[Pair], groups: list[list[int]], batch_size: int) -
     return batches
 
 
-def shared_prefix(pairs: list[Pair], group: list[int]) -> int:
-    """Length of the prompt prefix every behaviour of ``group`` shares (at most its shortest prompt)."""
+def prefix_length(pairs: list[Pair], group: list[int]) -> int:
+    """The prompt prefix ``group``'s behaviours share, run once for all of them: at most one token short of the
+    shortest prompt (each behaviour keeps its last prompt token, where V is read); 0 for a behaviour alone or a
+    prefix shorter than :data:`MIN_SHARED_PREFIX`."""
+    if len(group) == 1:
+        return 0
     prompts = [pairs[i][0] for i in group]
-    first, length = prompts[0], min(map(len, prompts))
+    first, length = prompts[0], min(map(len, prompts)) - 1
     for prompt in prompts[1:]:
         length = next((k for k in range(length) if prompt[k] != first[k]), length)
-    return length
+    return length if length >= MIN_SHARED_PREFIX else 0
 
 
 def packed_length(pairs: list[Pair], group: list[int]) -> int:
-    """Positions of ``group``'s row: the shared prefix once, then each behaviour's rest of prompt and response."""
-    prefix = shared_prefix(pairs, group)
+    """Positions ``group`` takes: the shared prefix once, then each behaviour's rest of prompt and response."""
+    prefix = prefix_length(pairs, group)
     return prefix + sum(len(pairs[i][0]) + len(pairs[i][1]) - prefix for i in group)
 
 
 @dataclass
 class PackedBatch:
-    """One scoring forward: a row per group of behaviours, and where each behaviour's states lie in it.
+    """One scoring forward: each group's shared prompt prefix once (a forward whose KV cache is kept), then every
+    behaviour's own rest of prompt and response on top of its group's cache, a row per behaviour.
 
     Attributes:
         behaviours: the M behaviours' indices (flattening order), row by row.
-        input_ids: [B, L] int64, right-padded.
-        attention_mask: [B, L] int64 when every row holds one behaviour; else [B, 1, L, L] bool (True: may attend),
-            made additive in the model's dtype by :func:`packed_logprobs`.
-        position_ids: [B, L] int64 (a behaviour's positions continue its row's shared prefix), or None (0, 1, ...).
-        rows: [M] int64, each behaviour's row.
-        prompt_last, response_last: [M] int64, the positions of its last prompt token (V) and last response token (Q).
-        token_rows, token_cols: [T] int64, the row and the position *predicting* each response token.
+        prefix_ids: [G, P] int64, the groups' shared prefixes, right-padded; None when no group shares one (a plain
+            forward of whole behaviours).
+        prefix_mask: [G, 1, P, P] bool (True: may attend): causal over each prefix; a padding position sees itself.
+        groups: [M] int64, each behaviour's group (its prefix row).
+        input_ids: [M, S] int64, each behaviour's rest of prompt + response (or all of it), right-padded.
+        attention_mask: [M, S] int64 without prefixes; else [M, 1, S, P + S] bool over its group's prefix (up to
+            that prefix's length) and its own tokens (causal).
+        position_ids: [M, S] int64, continuing the group's prefix (None without prefixes: 0, 1, ...).
+        prompt_last, response_last: [M] int64, the positions in ``input_ids`` of the last prompt token (V) and
+            the last response token (Q).
+        token_cols: [T] int64, the position in its row *predicting* each response token (one before it).
         targets: [T] int64, the response tokens.
         response_lengths: M ints.
     """
 
     behaviours: list[int]
+    prefix_ids: Tensor | None
+    prefix_mask: Tensor | None
+    groups: Tensor
     input_ids: Tensor
     attention_mask: Tensor
     position_ids: Tensor | None
-    rows: Tensor
     prompt_last: Tensor
     response_last: Tensor
-    token_rows: Tensor
     token_cols: Tensor
     targets: Tensor
     response_lengths: list[int]
 
 
 def pack(pairs: list[Pair], groups: list[list[int]], pad_id: int) -> PackedBatch:
-    """A row per group: its shared prompt prefix once, then each behaviour's rest of prompt + response. A behaviour's
-    logical position j (0 at its first prompt token) is j in the prefix and ``start + j - prefix`` after it, where
-    ``start`` is where its own segment begins; its position id stays j, and the mask lets it attend to the prefix
-    and to its own segment up to itself (causal), nothing else."""
-    rows, segments, positions = [], [], []
-    behaviours, where = [], []  # (row, segment start, prefix length) per behaviour
-    for r, group in enumerate(groups):
-        prefix = shared_prefix(pairs, group)
-        ids, segment, position = list(pairs[group[0]][0][:prefix]), [-1] * prefix, list(range(prefix))
-        for k, i in enumerate(group):
-            prompt, response = pairs[i]
-            start = len(ids)
-            ids += prompt[prefix:] + response
-            segment += [k] * (len(prompt) + len(response) - prefix)
-            position += range(prefix, len(prompt) + len(response))
-            behaviours.append(i)
-            where.append((r, start, prefix))
-        rows.append(ids), segments.append(segment), positions.append(position)
-    input_ids, plain_mask = right_pad(rows, pad_id)
-    token_rows, token_cols, prompt_last, response_last = [], [], [], []
-    for i, (r, start, prefix) in zip(behaviours, where, strict=True):
-        prompt, response = pairs[i]
-        packed = torch.arange(len(prompt) + len(response))
-        packed[prefix:] += start - prefix  # logical position -> position in the row
-        token_rows += [r] * len(response)
-        token_cols += packed[len(prompt) - 1 : -1].tolist()
-        prompt_last.append(int(packed[len(prompt) - 1])), response_last.append(int(packed[-1]))
+    """A prefix row per group and a row per behaviour holding what follows the prefix. The prefix stops one token
+    short of the shortest prompt, so every behaviour's last prompt token (V), response (log-probs, Q) and the
+    position predicting its first response token are in its own row."""
+    prefixes = [prefix_length(pairs, group) for group in groups]
+    behaviours = [i for group in groups for i in group]
+    of_group = [g for g, group in enumerate(groups) for _ in group]
+    cut = [prefixes[g] for g in of_group]  # each behaviour's prefix length
+    rests = [pairs[i][0][c:] + pairs[i][1] for i, c in zip(behaviours, cut, strict=True)]
+    input_ids, plain_mask = right_pad(rests, pad_id)
     long = partial(torch.tensor, dtype=torch.long)
-    one_per_row = all(len(group) == 1 for group in groups)
+    prompt_last = long([len(pairs[i][0]) - 1 - c for i, c in zip(behaviours, cut, strict=True)])
+    lengths = [len(pairs[i][1]) for i in behaviours]
+    token_cols = torch.cat([torch.arange(n) + last for n, last in zip(lengths, prompt_last.tolist(), strict=True)])
+    shared = any(prefixes)
+    if shared:
+        prefix_ids, prefix_valid = right_pad(
+            [pairs[g[0]][0][:p] for g, p in zip(groups, prefixes, strict=True)], pad_id
+        )
+        prefix_mask = _causal(prefix_valid)
+        rest_valid = torch.cat([prefix_valid[of_group], plain_mask], dim=1)  # [M, P + S]: the keys each row may see
+        mask = _causal(rest_valid, queries=plain_mask.shape[1])
+        positions = long(cut)[:, None] + torch.arange(input_ids.shape[1])
     return PackedBatch(
         behaviours,
+        prefix_ids if shared else None,
+        prefix_mask if shared else None,
+        long(of_group),
         input_ids,
-        plain_mask if one_per_row else _segment_mask(right_pad(segments, -2)[0]),
-        None if one_per_row else right_pad(positions, 0)[0],
-        long([r for r, _, _ in where]),
-        long(prompt_last),
-        long(response_last),
-        long(token_rows),
-        long(token_cols),
+        mask if shared else plain_mask,
+        positions if shared else None,
+        prompt_last,
+        prompt_last + long(lengths),
+        token_cols,
         long([t for i in behaviours for t in pairs[i][1]]),
-        [len(pairs[i][1]) for i in behaviours],
+        lengths,
     )
 
 
-def _segment_mask(segments: Tensor) -> Tensor:
-    """``[B, L]`` segment ids (-1: the shared prefix, k >= 0: behaviour k's own tokens, -2: padding) -> ``[B, 1, L, L]``
-    bool: a query attends to the keys at or before it that are in the prefix or in its own segment. A padding query
-    sees the prefix and the padding before it, so no row of the mask is empty."""
-    query, key = segments[:, :, None], segments[:, None, :]
-    causal = torch.ones(segments.shape[1], segments.shape[1], dtype=torch.bool).tril()
-    return (causal & ((key == -1) | (key == query)))[:, None]
+def _causal(valid: Tensor, queries: int | None = None) -> Tensor:
+    """``[B, K]`` 0/1 valid keys -> ``[B, 1, Q, K]`` bool: the last Q positions (all by default) attend to the valid
+    keys at or before them, and every position to itself (a padding query must see something: an all-masked row
+    would give NaN states, and NaN times a zero attention weight is NaN)."""
+    keys = valid.shape[1]
+    queries = keys if queries is None else queries
+    position = torch.arange(keys - queries, keys)[:, None]  # each query's key position
+    key = torch.arange(keys)[None, :]
+    allowed = (key <= position) & valid[:, None, :].bool()
+    return (allowed | (key == position))[:, None]
 
 
 def _put(out: list[Tensor | None], rows: list[int], values: list[Tensor]) -> None:
@@ -312,25 +332,50 @@ def response_logprobs(
 def packed_logprobs(
     model: PreTrainedModel, batch: PackedBatch, temperature: float = 1.0
 ) -> tuple[Tensor, list[Tensor]]:
-    """The trunk's hidden states ``[B, L, H]`` over ``batch``'s rows and each behaviour's response token log-probs
-    (M tensors ``[R_m]`` fp32, on the CPU, in ``batch.behaviours`` order)."""
+    """The trunk's hidden states ``[M, S, H]`` over ``batch``'s behaviour rows and each behaviour's response token
+    log-probs (M tensors ``[R_m]`` fp32, on the CPU, in ``batch.behaviours`` order)."""
     trunk, weight, bias = trunk_and_head(model)
     device = weight.device
-    mask = batch.attention_mask.to(device)
-    if mask.dim() == 4:  # additive, in the dtype attention computes in (eager adds it; SDPA takes it as it is)
-        mask = torch.zeros(mask.shape, dtype=weight.dtype, device=device).masked_fill_(
-            ~mask, torch.finfo(weight.dtype).min
+    if batch.prefix_ids is None:
+        # use_cache=False: a KV cache of the whole batch would be built and thrown away (~10% of the forward on CPU)
+        hidden = trunk(
+            input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device), use_cache=False
+        ).last_hidden_state
+    else:
+        cache = DynamicCache(config=model.config)
+        cached = {_cache_argument(trunk): cache, "use_cache": True}
+        prefix_positions = torch.arange(batch.prefix_ids.shape[1], device=device)[None]
+        trunk(
+            input_ids=batch.prefix_ids.to(device),
+            attention_mask=_additive(batch.prefix_mask, weight.dtype, device),
+            position_ids=prefix_positions,
+            **cached,
         )
-    positions = None if batch.position_ids is None else batch.position_ids.to(device)
-    # use_cache=False: a KV cache of the whole batch would be built and thrown away (~10% of the forward on CPU)
-    hidden = trunk(
-        input_ids=batch.input_ids.to(device), attention_mask=mask, position_ids=positions, use_cache=False
-    ).last_hidden_state
-    picked = hidden[batch.token_rows.to(device), batch.token_cols.to(device)]  # [T, H]
+        cache.batch_select_indices(batch.groups.to(device))  # each behaviour's row continues its group's prefix
+        hidden = trunk(
+            input_ids=batch.input_ids.to(device),
+            attention_mask=_additive(batch.attention_mask, weight.dtype, device),
+            position_ids=batch.position_ids.to(device),
+            **cached,
+        ).last_hidden_state
+    rows = torch.cat([torch.full((n,), m, dtype=torch.long) for m, n in enumerate(batch.response_lengths)])
+    picked = hidden[rows.to(device), batch.token_cols.to(device)]  # [T, H]
     logprobs, _ = selective_logprobs(
         picked, weight, batch.targets.to(device), bias=bias, temperature=temperature, entropy=False
     )
     return hidden, list(logprobs.float().cpu().split(batch.response_lengths))
+
+
+def _additive(allowed: Tensor, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A bool 4D mask as the additive one attention takes (0 where allowed; eager adds it, SDPA takes it as is)."""
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
+    return mask.masked_fill_(~allowed.to(device), torch.finfo(dtype).min)
+
+
+def _cache_argument(trunk: torch.nn.Module) -> str:
+    """The name a decoder's forward takes its KV cache by: ``cache`` in newer ``transformers``, ``past_key_values``
+    before."""
+    return "cache" if "cache" in inspect.signature(trunk.forward).parameters else "past_key_values"
 
 
 class _eval_mode:  # noqa: N801 - used like torch.no_grad

@@ -4,10 +4,12 @@ from the head on the trunk's hidden states; with a separate reference, and under
 
 import contextlib
 import copy
+import dataclasses
 
 import pytest
 import torch
 
+from maro_lightning import scoring
 from maro_lightning.credit import Episode
 from maro_lightning.lora import LoraConfig
 from maro_lightning.lora import adapter_parameters
@@ -22,8 +24,8 @@ from maro_lightning.rollout import RolloutEngine
 from maro_lightning.rollout import SamplingConfig
 from maro_lightning.scoring import pack
 from maro_lightning.scoring import prefix_groups
+from maro_lightning.scoring import prefix_length
 from maro_lightning.scoring import score_round
-from maro_lightning.scoring import shared_prefix
 
 TEMPERATURE = 0.7
 TINY = TinyModelConfig(hidden_size=32, intermediate_size=64, num_heads=2, corpus_games=("bazaar",))
@@ -84,7 +86,8 @@ def assert_scored_alone(scored, policy, reference, head):
     ("batch_size", "share_prefixes", "attention"),
     [(3, False, "eager"), (64, False, "eager"), (3, True, "eager"), (64, True, "eager"), (64, True, "sdpa")],
 )
-def test_batched_scoring_matches_each_behaviour_alone(tiny, batch_size, share_prefixes, attention):
+def test_batched_scoring_matches_each_behaviour_alone(tiny, batch_size, share_prefixes, attention, monkeypatch):
+    monkeypatch.setattr(scoring, "MIN_SHARED_PREFIX", 1)  # compact prompts share ~10 tokens: share them all
     model, tokenizer, games = tiny
     model.config._attn_implementation = attention
     head, frozen = UtilityHead(model.config.hidden_size, width=16), copy.deepcopy(model)
@@ -104,26 +107,34 @@ def test_batched_scoring_matches_each_behaviour_alone(tiny, batch_size, share_pr
     assert_scored_alone(scored, model, lambda p, r: alone(frozen, head, p, r)[0], head)
 
 
-def test_shared_prefix_rows_hold_each_prefix_once(tiny):
-    """Packing a player's behaviours over their shared prompt prefix computes fewer positions, and each behaviour's
-    positions are the ones it has alone."""
+def test_a_shared_prefix_runs_once_and_each_behaviour_continues_it(tiny, monkeypatch):
+    """Each group's prefix row plus a behaviour's own row is its prompt + response, at positions 0, 1, ...; a row
+    sees its own group's prefix only; and fewer positions are computed than scoring each behaviour whole. Prefixes
+    shorter than MIN_SHARED_PREFIX are not shared."""
     _, tokenizer, games = tiny
     pairs = [(g.prompt_ids[t], g.response_ids[t]) for g in games for t in sorted(g.prompt_ids)]
     flat = [(e, b) for g in games for e in [Episode.from_env(g.env, g.policy_players, g.prompts)] for b in e.flat()]
     groups = prefix_groups(flat, 64)
-    assert any(len(group) > 1 and shared_prefix(pairs, group) > 0 for group in groups)
+    assert pack(pairs, groups, tokenizer.pad_token_id).prefix_ids is None  # compact prompts: short prefixes
+    monkeypatch.setattr(scoring, "MIN_SHARED_PREFIX", 1)
     batch = pack(pairs, groups, tokenizer.pad_token_id)
-    assert batch.input_ids.ne(tokenizer.pad_token_id).sum() < sum(len(p) + len(r) for p, r in pairs)
+    assert batch.prefix_ids is not None and any(prefix_length(pairs, group) > 0 for group in groups)
+    computed = batch.prefix_mask[:, 0].diagonal(dim1=1, dim2=2).sum() + batch.input_ids.ne(tokenizer.pad_token_id).sum()
+    assert computed < sum(len(p) + len(r) for p, r in pairs)
+    prefix_width = batch.prefix_ids.shape[1]
     for m, i in enumerate(batch.behaviours):
         prompt, response = pairs[i]
-        row, last = batch.rows[m], batch.response_last[m]
-        seen = batch.attention_mask[row, 0, last].nonzero()[:, 0]  # what the last response token attends to
-        assert batch.input_ids[row, seen].tolist() == prompt + response
-        assert batch.position_ids[row, seen].tolist() == list(range(len(prompt) + len(response)))
+        last = batch.response_last[m]
+        seen = batch.attention_mask[m, 0, last].nonzero()[:, 0]  # what its last response token attends to
+        prefix, own = seen[seen < prefix_width], seen[seen >= prefix_width] - prefix_width
+        tokens = batch.prefix_ids[batch.groups[m], prefix].tolist() + batch.input_ids[m, own].tolist()
+        assert tokens == prompt + response
+        assert batch.position_ids[m, own].tolist() == list(range(len(prefix), len(prompt) + len(response)))
 
 
-def test_lora_scores_the_adapted_policy_against_its_base(tiny, tmp_path):
+def test_lora_scores_the_adapted_policy_against_its_base(tiny, tmp_path, monkeypatch):
     pytest.importorskip("peft", reason="LoRA needs peft: pip install 'maro-lightning[lora]'")
+    monkeypatch.setattr(scoring, "MIN_SHARED_PREFIX", 1)  # the module shares prefixes by default
     model, tokenizer, games = tiny
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
@@ -146,3 +157,16 @@ def test_lora_scores_the_adapted_policy_against_its_base(tiny, tmp_path):
 
     assert_scored_alone(scored, module.policy, base, module.utility_head)
     assert not torch.allclose(scored.old_logprobs[0], scored.ref_logprobs[0])  # the test tells the two apart
+
+
+def test_prefixes_are_shared_only_where_the_attention_and_the_head_allow():
+    module = MaroModule(tiny=TINY)
+    module.configure_model()
+    assert module._scores_shared_prefixes()
+    for attention, shared in [("sdpa", True), ("flash_attention_2", False), ("eager", True)]:
+        module.policy.config._attn_implementation = attention
+        assert module._scores_shared_prefixes() is shared
+    module.head_config = dataclasses.replace(module.head_config, inputs="last_mean")  # reads every position
+    assert not module._scores_shared_prefixes()
+    module.head_config, module.score_shared_prefixes = dataclasses.replace(module.head_config, inputs="last"), False
+    assert not module._scores_shared_prefixes()
