@@ -151,7 +151,7 @@ def scoring(args: argparse.Namespace) -> None:
     pairs = [(g.prompt_ids[t], g.response_ids[t]) for g in games for t in sorted(g.prompt_ids)]
     tokens = sum(len(p) + len(r) for p, r in pairs)
     print(
-        f"\n## scoring: {len(pairs)} behaviours of {args.score_games} {args.game} games, {args.obs_format} prompts "
+        f"\n## scoring: {len(pairs)} behaviours of {args.score_games} {args.game} games, options {observation(args)} "
         f"({tokens:,} tokens, {padded_tokens(pairs, 64):,} in length-sorted batches of 64), median of {args.repeats}; "
         "a row per behaviour vs a row per player and game over its shared prefix (score_shared_prefixes)"
     )
@@ -172,7 +172,8 @@ def scoring(args: argparse.Namespace) -> None:
 
 
 def observation(args: argparse.Namespace) -> dict:
-    """The game options of ``--obs-format``: Bazaar's compact prompts (a state line) or every game's full text."""
+    """The game options of ``--obs-format``: Bazaar's compact prompts (a state line), or the game's defaults (full
+    text)."""
     return {"obs_format": "compact"} if args.obs_format == "compact" and args.game == "bazaar" else {}
 
 
