@@ -46,7 +46,7 @@ $(VLLM_VENV)/bin/vllm-ready: pyproject.toml
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
 	$(VLLM_VENV)/bin/python -m pip install -q $(TORCH_FROM) "$(TORCH)"
-	$(VLLM_VENV)/bin/python -m pip install -q -e ".[dev]"
+	$(VLLM_VENV)/bin/python -m pip install -q -e ".[dev,lora]"
 	$(VLLM_VENV)/bin/python -m pip install -q "$(VLLM)"
 	$(if $(strip $(VLLM_DROP)),$(VLLM_VENV)/bin/python -m pip uninstall -q -y $(VLLM_DROP))
 	touch $@
