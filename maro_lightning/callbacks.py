@@ -196,7 +196,7 @@ class SimulationCallback(L.Callback):
         if signum is None:
             return
         path = checkpoint_dir(trainer) / "interrupted.ckpt"
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint: a run resumes from it
         message = (
             f"stopped by {signal_name(signum)} at global step {trainer.global_step}; saved {path} "
             f"(resume: maro fit -c CONFIG --ckpt_path {path})"
@@ -251,7 +251,7 @@ class SimulationCallback(L.Callback):
         the first round, at the end of the warm start and every ``opponent_refresh`` rounds."""
         warm_start_over = self.imitation_rounds > 0 and self.rounds == self.imitation_rounds
         if warm_start_over and trainer.checkpoint_callback is not None:  # beside last.ckpt, kept for evaluation
-            trainer.save_checkpoint(checkpoint_dir(trainer) / WARM_START_CHECKPOINT)
+            trainer.save_checkpoint(checkpoint_dir(trainer) / WARM_START_CHECKPOINT, weights_only=False)
         if warm_start_over and REFERENCE in module.snapshots:
             module.refresh_snapshot(REFERENCE)
         if warm_start_over and self.rl_lr is not None:
@@ -377,7 +377,7 @@ def refresh_last_checkpoint(trainer: L.Trainer) -> None:
     stale = bool(path) and trainer.is_global_zero and Path(path).is_file()
     stale = stale and checkpoints.load(path, mmap=True)["global_step"] != trainer.global_step
     if trainer.strategy.broadcast(stale, src=0):
-        trainer.save_checkpoint(path)
+        trainer.save_checkpoint(path, weights_only=False)  # a full checkpoint: a run resumes from it
 
 
 def _log_once(trainer: L.Trainer, metrics: dict[str, float]) -> None:
