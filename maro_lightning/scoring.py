@@ -133,7 +133,7 @@ def score_round(
     with _eval_mode(model):
         _no_op_forwards(model, no_ops, pad_id, temperature)
         for batch in batches:
-            hidden, logprobs = packed_logprobs(model, batch, temperature)
+            hidden, logprobs = batch_logprobs(model, batch, temperature)
             v, q = head.behaviour_values(
                 hidden, batch.prompt_last.to(hidden.device), batch.response_last.to(hidden.device)
             )
@@ -188,7 +188,7 @@ def packed_length(pairs: list[Pair], group: list[int]) -> int:
 
 
 @dataclass
-class PackedBatch:
+class ScoringBatch:
     """One scoring forward: each group's shared prompt prefix once (a forward whose KV cache is kept), then every
     behaviour's own rest of prompt and response on top of its group's cache, a row per behaviour.
 
@@ -223,7 +223,7 @@ class PackedBatch:
     response_lengths: list[int]
 
 
-def pack(pairs: list[Pair], groups: list[list[int]], pad_id: int) -> PackedBatch:
+def pack(pairs: list[Pair], groups: list[list[int]], pad_id: int) -> ScoringBatch:
     """A prefix row per group and a row per behaviour holding what follows the prefix. The prefix stops one token
     short of the shortest prompt, so every behaviour's last prompt token (V), response (log-probs, Q) and the
     position predicting its first response token are in its own row."""
@@ -246,7 +246,7 @@ def pack(pairs: list[Pair], groups: list[list[int]], pad_id: int) -> PackedBatch
         rest_valid = torch.cat([prefix_valid[of_group], plain_mask], dim=1)  # [M, P + S]: the keys each row may see
         mask = _causal(rest_valid, queries=plain_mask.shape[1])
         positions = long(cut)[:, None] + torch.arange(input_ids.shape[1])
-    return PackedBatch(
+    return ScoringBatch(
         behaviours,
         prefix_ids if shared else None,
         prefix_mask if shared else None,
@@ -281,13 +281,13 @@ def _put(out: list[Tensor | None], rows: list[int], values: list[Tensor]) -> Non
 
 
 def _reference_logprobs(
-    reference: AbstractContextManager[PreTrainedModel], n: int, batches: list[PackedBatch], temperature: float
+    reference: AbstractContextManager[PreTrainedModel], n: int, batches: list[ScoringBatch], temperature: float
 ) -> list[Tensor]:
     """The response tokens' log-probs of the ``n`` behaviours under the reference, over the same packed ``batches``."""
     logprobs: list[Tensor | None] = [None] * n
     with reference as model, _eval_mode(model):
         for batch in batches:
-            _put(logprobs, batch.behaviours, packed_logprobs(model, batch, temperature)[1])
+            _put(logprobs, batch.behaviours, batch_logprobs(model, batch, temperature)[1])
     return logprobs
 
 
@@ -296,7 +296,7 @@ def _no_op_forwards(model: PreTrainedModel, count: int, pad_id: int, temperature
     another runs them, so that the forwards of a sharded model (collective) match over the ranks."""
     batch = pack([([pad_id], [pad_id])], [[0]], pad_id)
     for _ in range(count):
-        packed_logprobs(model, batch, temperature)
+        batch_logprobs(model, batch, temperature)
 
 
 def credit_round(
@@ -326,11 +326,11 @@ def response_logprobs(
 ) -> tuple[Tensor, list[Tensor]]:
     """The trunk's hidden states ``[B, L, H]`` over prompt + response (a row per pair, right-padded) and each
     response's token log-probs (B tensors ``[R_b]`` fp32, on the CPU)."""
-    return packed_logprobs(model, pack(pairs, [[i] for i in range(len(pairs))], pad_id), temperature)
+    return batch_logprobs(model, pack(pairs, [[i] for i in range(len(pairs))], pad_id), temperature)
 
 
-def packed_logprobs(
-    model: PreTrainedModel, batch: PackedBatch, temperature: float = 1.0
+def batch_logprobs(
+    model: PreTrainedModel, batch: ScoringBatch, temperature: float = 1.0
 ) -> tuple[Tensor, list[Tensor]]:
     """The trunk's hidden states ``[M, S, H]`` over ``batch``'s behaviour rows and each behaviour's response token
     log-probs (M tensors ``[R_m]`` fp32, on the CPU, in ``batch.behaviours`` order)."""
