@@ -125,8 +125,8 @@ def merged_copy(policy: PeftModel) -> PreTrainedModel:
 def merged_weights(policy: PeftModel) -> Iterator[tuple[str, Tensor]]:
     """The policy's weights with its adapters merged, one (name, tensor) at a time, named as in the folder
     :func:`merged_copy`'s model writes (``...q_proj.weight``, not ``...q_proj.base_layer.weight``): only an adapted
-    layer's weight is a new tensor, every other entry is the base's own. Adapter-free entries, adapter layers
-    skipped; the policy is left as it is."""
+    layer's weight is a new tensor, every other entry is the base's own, and the adapters' own entries are left out.
+    The policy is left as it is."""
     from peft.tuners.lora import LoraLayer
 
     model = policy.get_base_model()
