@@ -1,6 +1,6 @@
 """The training batch: scored behaviour samples right-padded into the tensors ``MaroModule.training_step`` reads.
 
-Also the token helpers that the scoring forward shares: :func:`right_pad` and :func:`response_positions`.
+Also :func:`right_pad`, which the scoring forward shares, and :func:`response_positions`.
 """
 
 from __future__ import annotations
