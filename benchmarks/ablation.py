@@ -24,11 +24,13 @@ switches; this is checked), otherwise each arm's own is evaluated.
 
 Outputs in OUT: ``ablation.csv`` (per setting, seed, arm, condition and role: reward, success, deal and invalid
 rates, Δ vs the warm start and vs ``maro`` with their paired SE, the run's last ``train/utility_explained_variance``
-and ``utility/GAME/ROLE/explained_variance``, wall time), ``ablation.md`` (per setting, arm and role: mean ± SE over
-seeds of the final reward and of both Δ, each seed's values averaged over the conditions first; and each arm's
-weak-role gap, its weakest role's reward minus its strongest's) and ``ablation.png`` (the final rewards). The markdown
-is printed at the end. Exit status 1 when a cell or an evaluation failed (its log is named), 2 for bad arguments or
-a bad arms file.
+and ``utility/GAME/ROLE/explained_variance``, wall time), ``ablation_ladder.csv`` (per setting, seed, arm and role:
+the final policy minus its warm start on the setting's held-out ladder pooled, in reward and deal rate, as the
+setting's learning claim is judged), ``ablation.md`` (per setting, arm and role: mean ± SE over
+seeds of the final reward and of both Δ, each seed's values averaged over the conditions first; each arm's
+weak-role gap, its weakest role's reward minus its strongest's; and the ladder table, per seed and over seeds) and
+``ablation.png`` (the final rewards). The markdown is printed at the end. Exit status 1 when a cell or an
+evaluation failed (its log is named), 2 for bad arguments or a bad arms file.
 """
 
 from __future__ import annotations
@@ -238,16 +240,28 @@ def run_evaluation(group: list[Cell], max_steps: int | None, episodes: int, env:
     return returncode == 0
 
 
+def report_arguments(setting: str) -> dict[str, Any]:
+    """The ``init_args`` of the setting's ``EvaluationReport`` callback ({} when it has none)."""
+    config = yaml.safe_load(Path(setting).read_text()) or {}
+    for callback in (config.get("trainer") or {}).get("callbacks") or []:
+        if isinstance(callback, dict) and str(callback.get("class_path", "")).endswith("EvaluationReport"):
+            return callback.get("init_args") or {}
+    return {}
+
+
 def held_out_option_args(setting: str) -> list[str]:
     """``--held-out-option KEY=VALUE`` for each held-out game option of the setting's ``EvaluationReport`` (e.g. the
     M3 probe's ``noise: 0``, the clean score of the same decisions), so the ablation is judged as the setting is."""
-    config = yaml.safe_load(Path(setting).read_text()) or {}
     args: list[str] = []
-    for callback in (config.get("trainer") or {}).get("callbacks") or []:
-        if isinstance(callback, dict) and str(callback.get("class_path", "")).endswith("EvaluationReport"):
-            for options in ((callback.get("init_args") or {}).get("held_out_options") or {}).values():
-                args += [arg for key, value in options.items() for arg in ("--held-out-option", f"{key}={value!r}")]
+    for options in (report_arguments(setting).get("held_out_options") or {}).values():
+        args += [arg for key, value in options.items() for arg in ("--held-out-option", f"{key}={value!r}")]
     return args
+
+
+def ladder(setting: str) -> dict[str, list[str]]:
+    """Game -> the opponents of the setting's own ``EvaluationReport`` (its ladder, by which the setting's claims are
+    judged); {} when it names none."""
+    return {game: list(names) for game, names in (report_arguments(setting).get("opponents") or {}).items()}
 
 
 def run_all(cells: list[Cell], max_steps: int | None, episodes: int, jobs: int) -> bool:
@@ -314,22 +328,34 @@ def _reference_first(cell: Cell) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------------ results
+def evaluated(cells: list[Cell]) -> list[tuple[str, int, list[Cell], dict[str, Any]]]:
+    """(setting, seed, its cells, its evaluation report) of every (setting, seed) whose evaluation finished."""
+    groups: dict[tuple[str, int], list[Cell]] = defaultdict(list)
+    for cell in cells:
+        groups[cell.setting, cell.seed].append(cell)
+    found = []
+    for (setting, seed), group in groups.items():
+        report = _read_json(evaluation_dir(group[0].out, setting, seed) / "evaluation.json")
+        if report is not None:
+            found.append((setting, seed, group, report))
+    return found
+
+
+def warm_start_line(report: dict[str, Any], arm: str) -> str:
+    """The evaluation line of ``arm``'s warm start: the shared one, or the arm's own."""
+    return WARM_START if WARM_START in report["lines"] else f"{WARM_START}_{arm}"
+
+
 def collect(cells: list[Cell]) -> list[dict[str, Any]]:
     """One row per (setting, seed, arm, condition, role) of every finished evaluation."""
     from maro_lightning.plots import read_metrics
 
-    groups: dict[tuple[str, int], list[Cell]] = defaultdict(list)
-    for cell in cells:
-        groups[cell.setting, cell.seed].append(cell)
     rows = []
-    for (setting, seed), group in groups.items():
-        report = _read_json(evaluation_dir(group[0].out, setting, seed) / "evaluation.json")
-        if report is None:
-            continue
+    for setting, seed, group, report in evaluated(cells):
         pairs = {(p["condition"], p["role"], p["line"], p["baseline"]): p for p in report["pairs"]}
         for cell in group:
             arm = cell.arm.name
-            warm = WARM_START if WARM_START in report["lines"] else f"{WARM_START}_{arm}"
+            warm = warm_start_line(report, arm)
             metrics = read_metrics(next(cell.directory.rglob("metrics.csv")))
             last = {key: values[-1] for key, (_, values) in metrics.items()}  # each metric's last logged value
             wall = _read_json(cell.directory / "cell.json")["wall_seconds"]
@@ -347,6 +373,44 @@ def collect(cells: list[Cell]) -> list[dict[str, Any]]:
                     "role_utility_explained_variance": last.get(per_role), "wall_seconds": wall,
                 })  # fmt: skip
     return rows
+
+
+def collect_ladder(cells: list[Cell]) -> list[dict[str, Any]]:
+    """One row per (setting, seed, arm, game, role): the final policy minus its warm start over the held-out
+    opponents of the setting's ladder (:func:`ladder`; every held-out opponent when it names none) together, in
+    reward and deal rate: Δ = Σ n_c Δ_c / N with SE = √(Σ (n_c SE_c)²) / N over the conditions c (each condition's
+    games are its own, so the strata are independent). This is how a setting's learning claim is judged."""
+    from maro_lightning.paired import HELD_OUT_OPPONENT
+
+    rows = []
+    for setting, seed, group, report in evaluated(cells):
+        opponents = ladder(setting)
+        for cell in group:
+            arm, warm = cell.arm.name, warm_start_line(report, cell.arm.name)
+            strata: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+            for pair in report["pairs"]:
+                held_out = pair["split"] == HELD_OUT_OPPONENT
+                on_ladder = pair["game"] not in opponents or pair["opponent"] in opponents[pair["game"]]
+                if pair["line"] == arm and pair["baseline"] == warm and held_out and on_ladder:
+                    strata[pair["game"], pair["role"]].append(pair)
+            for (game, role), pairs in strata.items():
+                opponents_played = "+".join(p["opponent"] for p in pairs)
+                row = {"setting": Path(setting).stem, "seed": seed, "arm": arm, "game": game, "role": role,
+                       "opponents": opponents_played, "n": sum(p["n"] for p in pairs)}  # fmt: skip
+                for metric in ("reward", "deal"):
+                    row[f"d_{metric}"], row[f"se_{metric}"] = stratified(pairs, metric)
+                rows.append(row)
+    return rows
+
+
+def stratified(pairs: list[dict[str, Any]], metric: str) -> tuple[float | None, float | None]:
+    """The paired Δ and SE of ``metric`` over the games of several conditions, from each condition's own (None
+    when a condition has none, e.g. no deal rate in a game without deals)."""
+    if any(p[f"d_{metric}"] is None for p in pairs):
+        return None, None
+    total = sum(p["n"] for p in pairs)
+    delta = sum(p["n"] * p[f"d_{metric}"] for p in pairs) / total
+    return delta, sum((p["n"] * p[f"se_{metric}"]) ** 2 for p in pairs) ** 0.5 / total
 
 
 def seed_means(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[int, dict[str, float | None]]]:
@@ -406,6 +470,35 @@ def summarise(rows: list[dict[str, Any]]) -> str:
 _COLUMNS = (("reward", ""), ("d_warm_start", "+"), ("d_maro", "+"))
 
 
+def summarise_ladder(rows: list[dict[str, Any]]) -> str:
+    """The markdown tables of :func:`collect_ladder`: per setting, arm and role, each seed's Δ vs the warm start
+    (Δ/SE) and their mean ± SE over seeds, in reward and deal rate."""
+    out = []
+    for setting in dict.fromkeys(row["setting"] for row in rows):
+        mine = [row for row in rows if row["setting"] == setting]
+        opponents = ", ".join(dict.fromkeys(o for row in mine for o in row["opponents"].split("+")))
+        out += [f"### {setting}: final − warm start on the held-out ladder ({opponents}), pooled", ""]
+        out += ["| arm | role | Δ reward per seed (Δ/SE) | mean ± SE | Δ deal rate per seed | mean ± SE |"]
+        out += ["|---|---|---|---:|---|---:|"]
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for row in sorted(mine, key=lambda r: r["seed"]):
+            groups[row["arm"], f"{row['game']}/{row['role']}"].append(row)
+        for (arm, role), seeds in groups.items():
+            cells = []
+            for metric in ("reward", "deal"):
+                each = [_per_seed(row[f"d_{metric}"], row[f"se_{metric}"]) for row in seeds]
+                cells += [", ".join(each), _format([row[f"d_{metric}"] for row in seeds], "+")]
+            out.append(f"| {arm} | {role} | {' | '.join(cells)} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _per_seed(delta: float | None, se: float | None) -> str:
+    if delta is None:
+        return "—"
+    return f"{delta:+.3f} ({delta / se:+.1f})" if se else f"{delta:+.3f}"
+
+
 def _format(values: list[float | None], sign: str) -> str:
     if not values or any(v is None for v in values):
         return "—"
@@ -440,18 +533,25 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 def write_results(cells: list[Cell], out: Path) -> str | None:
-    """ablation.csv, ablation.md and ablation.png in ``out``; the markdown (None when nothing was evaluated)."""
+    """ablation.csv, ablation_ladder.csv, ablation.md and ablation.png in ``out``; the markdown (None when nothing was
+    evaluated)."""
     rows = collect(cells)
     if not rows:
         return None
-    with (out / "ablation.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    markdown = summarise(rows)
+    ladder_rows = collect_ladder(cells)
+    _write_csv(out / "ablation.csv", rows)
+    _write_csv(out / "ablation_ladder.csv", ladder_rows)
+    markdown = summarise(rows) + "\n" + summarise_ladder(ladder_rows)
     (out / "ablation.md").write_text(markdown)
     plot(rows, out / "ablation.png")
     return markdown
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 _PRINT_LOCK = threading.Lock()

@@ -100,6 +100,13 @@ def test_two_arms_are_trained_evaluated_and_reported_then_a_rerun_runs_nothing_a
         assert (row["d_maro"] == "") == (row["arm"] == "maro")  # no_m2 − maro, paired on the same games
     table = (out / "ablation.md").read_text()
     assert "| maro | bazaar/buyer |" in table and "| no_m2 | bazaar/buyer |" in table
+    # The setting names no ladder (no EvaluationReport), so every held-out opponent is pooled: all but `linear`.
+    pooled = list(csv.DictReader((out / "ablation_ladder.csv").open()))
+    held_out = [o for o in ladder if o != "linear"]
+    assert [(r["arm"], r["role"], r["opponents"], r["n"]) for r in pooled] == [
+        (arm, "buyer", "+".join(held_out), str(2 * len(held_out))) for arm in ("maro", "no_m2")
+    ]
+    assert "final − warm start on the held-out ladder" in table
     assert (out / "ablation.png").stat().st_size > 0
     cell = json.loads((out / "tiny" / "seed0" / "no_m2" / "cell.json").read_text())
     assert cell["returncode"] == 0 and "--model.init_args.credit.weighting=none" in cell["args"]
@@ -221,3 +228,25 @@ def test_the_settings_held_out_options_reach_the_evaluation():
     demo = ROOT / "configs" / "demo.yaml"
     assert ablation.held_out_option_args(str(demo)) == ["--held-out-option", "listing_range=[120, 200]"]
     assert ablation.held_out_option_args(str(ROOT / "configs" / "mafia.yaml")) == []  # no EvaluationReport
+
+
+def test_the_ladder_pools_the_settings_held_out_opponents_as_independent_strata():
+    pairs = [{"n": 100, "d_reward": 0.2, "se_reward": 0.03, "d_deal": -0.1, "se_deal": 0.02},
+             {"n": 300, "d_reward": 0.1, "se_reward": 0.02, "d_deal": None, "se_deal": None}]  # fmt: skip
+    delta, se = ablation.stratified(pairs, "reward")
+    assert delta == pytest.approx((100 * 0.2 + 300 * 0.1) / 400)
+    assert se == pytest.approx(((100 * 0.03) ** 2 + (300 * 0.02) ** 2) ** 0.5 / 400)
+    assert ablation.stratified(pairs, "deal") == (None, None)  # a condition without deals: no pooled deal rate
+    assert ablation.ladder(str(ROOT / "configs" / "bazaar_selfplay.yaml")) == {
+        "bazaar": ["linear", "boulware", "conceder"]
+    }
+
+    rows = [{"setting": "s", "seed": seed, "arm": "maro", "game": "bazaar", "role": "seller", "opponents": "a+b",
+             "n": 400, "d_reward": d, "se_reward": 0.02, "d_deal": -0.01, "se_deal": 0.01}
+            for seed, d in ((1, 0.10), (0, 0.06))]  # fmt: skip
+    table = ablation.summarise_ladder(rows).splitlines()
+    assert table[0] == "### s: final − warm start on the held-out ladder (a, b), pooled"
+    assert table[4] == (
+        "| maro | bazaar/seller | +0.060 (+3.0), +0.100 (+5.0) | +0.080 ± 0.020 | -0.010 (-1.0), -0.010 (-1.0) "
+        "| -0.010 ± 0.000 |"
+    )
