@@ -25,8 +25,8 @@ switches; this is checked), otherwise each arm's own is evaluated.
 Outputs in OUT: ``ablation.csv`` (per setting, seed, arm, condition and role: reward, success, deal and invalid
 rates, Δ vs the warm start and vs ``maro`` with their paired SE, the run's last ``train/utility_explained_variance``
 and ``utility/GAME/ROLE/explained_variance``, wall time), ``ablation_ladder.csv`` (per setting, seed, arm and role:
-the final policy minus its warm start on the setting's held-out ladder pooled, in reward and deal rate, as the
-setting's learning claim is judged), ``ablation.md`` (per setting, arm and role: mean ± SE over
+the final policy minus its warm start, and minus full MARO, on the setting's held-out ladder pooled, in reward and
+deal rate, as the setting's learning claim is judged), ``ablation.md`` (per setting, arm and role: mean ± SE over
 seeds of the final reward and of both Δ, each seed's values averaged over the conditions first; each arm's
 weak-role gap, its weakest role's reward minus its strongest's; and the ladder table, per seed and over seeds) and
 ``ablation.png`` (the final rewards). The markdown is printed at the end. Exit status 1 when a cell or an
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
 import re
@@ -376,27 +377,31 @@ def collect(cells: list[Cell]) -> list[dict[str, Any]]:
 
 
 def collect_ladder(cells: list[Cell]) -> list[dict[str, Any]]:
-    """One row per (setting, seed, arm, game, role): the final policy minus its warm start over the held-out
-    opponents of the setting's ladder (:func:`ladder`; every held-out opponent when it names none) together, in
-    reward and deal rate: Δ = Σ n_c Δ_c / N with SE = √(Σ (n_c SE_c)²) / N over the conditions c (each condition's
-    games are its own, so the strata are independent). This is how a setting's learning claim is judged."""
+    """One row per (setting, seed, arm, baseline, game, role), the baseline being the arm's warm start or full MARO:
+    the final policy minus the baseline over the held-out opponents of the setting's ladder (:func:`ladder`; every
+    held-out opponent when it names none) together, in reward and deal rate: Δ = Σ n_c Δ_c / N with SE =
+    √(Σ (n_c SE_c)²) / N over the conditions c (each condition's games are its own, so the strata are independent).
+    This is how a setting's learning claim is judged."""
     from maro_lightning.paired import HELD_OUT_OPPONENT
 
     rows = []
     for setting, seed, group, report in evaluated(cells):
         opponents = ladder(setting)
-        for cell in group:
-            arm, warm = cell.arm.name, warm_start_line(report, cell.arm.name)
+        for cell, baseline in itertools.product(group, (WARM_START, REFERENCE_ARM)):
+            arm = cell.arm.name
+            if arm == baseline:
+                continue
+            line = warm_start_line(report, arm) if baseline == WARM_START else baseline
             strata: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
             for pair in report["pairs"]:
                 held_out = pair["split"] == HELD_OUT_OPPONENT
                 on_ladder = pair["game"] not in opponents or pair["opponent"] in opponents[pair["game"]]
-                if pair["line"] == arm and pair["baseline"] == warm and held_out and on_ladder:
+                if pair["line"] == arm and pair["baseline"] == line and held_out and on_ladder:
                     strata[pair["game"], pair["role"]].append(pair)
             for (game, role), pairs in strata.items():
                 opponents_played = "+".join(p["opponent"] for p in pairs)
-                row = {"setting": Path(setting).stem, "seed": seed, "arm": arm, "game": game, "role": role,
-                       "opponents": opponents_played, "n": sum(p["n"] for p in pairs)}  # fmt: skip
+                row = {"setting": Path(setting).stem, "seed": seed, "arm": arm, "baseline": baseline, "game": game,
+                       "role": role, "opponents": opponents_played, "n": sum(p["n"] for p in pairs)}  # fmt: skip
                 for metric in ("reward", "deal"):
                     row[f"d_{metric}"], row[f"se_{metric}"] = stratified(pairs, metric)
                 rows.append(row)
@@ -471,13 +476,14 @@ _COLUMNS = (("reward", ""), ("d_warm_start", "+"), ("d_maro", "+"))
 
 
 def summarise_ladder(rows: list[dict[str, Any]]) -> str:
-    """The markdown tables of :func:`collect_ladder`: per setting, arm and role, each seed's Δ vs the warm start
-    (Δ/SE) and their mean ± SE over seeds, in reward and deal rate."""
+    """The markdown tables of :func:`collect_ladder`: per setting and baseline (the warm start, full MARO), per arm
+    and role, each seed's Δ (Δ/SE) and their mean ± SE over seeds, in reward and deal rate."""
     out = []
-    for setting in dict.fromkeys(row["setting"] for row in rows):
-        mine = [row for row in rows if row["setting"] == setting]
+    for setting, baseline in dict.fromkeys((row["setting"], row["baseline"]) for row in rows):
+        mine = [row for row in rows if (row["setting"], row["baseline"]) == (setting, baseline)]
         opponents = ", ".join(dict.fromkeys(o for row in mine for o in row["opponents"].split("+")))
-        out += [f"### {setting}: final − warm start on the held-out ladder ({opponents}), pooled", ""]
+        title = "warm start" if baseline == WARM_START else baseline
+        out += [f"### {setting}: final − {title} on the held-out ladder ({opponents}), pooled", ""]
         out += ["| arm | role | Δ reward per seed (Δ/SE) | mean ± SE | Δ deal rate per seed | mean ± SE |"]
         out += ["|---|---|---|---:|---|---:|"]
         groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)

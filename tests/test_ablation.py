@@ -103,10 +103,11 @@ def test_two_arms_are_trained_evaluated_and_reported_then_a_rerun_runs_nothing_a
     # The setting names no ladder (no EvaluationReport), so every held-out opponent is pooled: all but `linear`.
     pooled = list(csv.DictReader((out / "ablation_ladder.csv").open()))
     held_out = [o for o in ladder if o != "linear"]
-    assert [(r["arm"], r["role"], r["opponents"], r["n"]) for r in pooled] == [
-        (arm, "buyer", "+".join(held_out), str(2 * len(held_out))) for arm in ("maro", "no_m2")
+    assert [(r["arm"], r["baseline"], r["role"], r["opponents"], r["n"]) for r in pooled] == [
+        (arm, baseline, "buyer", "+".join(held_out), str(2 * len(held_out)))
+        for arm, baseline in (("maro", "warm_start"), ("no_m2", "warm_start"), ("no_m2", "maro"))
     ]
-    assert "final − warm start on the held-out ladder" in table
+    assert "final − warm start on the held-out ladder" in table and "final − maro on the held-out ladder" in table
     assert (out / "ablation.png").stat().st_size > 0
     cell = json.loads((out / "tiny" / "seed0" / "no_m2" / "cell.json").read_text())
     assert cell["returncode"] == 0 and "--model.init_args.credit.weighting=none" in cell["args"]
@@ -241,8 +242,8 @@ def test_the_ladder_pools_the_settings_held_out_opponents_as_independent_strata(
         "bazaar": ["linear", "boulware", "conceder"]
     }
 
-    rows = [{"setting": "s", "seed": seed, "arm": "maro", "game": "bazaar", "role": "seller", "opponents": "a+b",
-             "n": 400, "d_reward": d, "se_reward": 0.02, "d_deal": -0.01, "se_deal": 0.01}
+    rows = [{"setting": "s", "seed": seed, "arm": "maro", "baseline": "warm_start", "game": "bazaar", "role": "seller",
+             "opponents": "a+b", "n": 400, "d_reward": d, "se_reward": 0.02, "d_deal": -0.01, "se_deal": 0.01}
             for seed, d in ((1, 0.10), (0, 0.06))]  # fmt: skip
     table = ablation.summarise_ladder(rows).splitlines()
     assert table[0] == "### s: final − warm start on the held-out ladder (a, b), pooled"
