@@ -36,7 +36,6 @@ evaluation failed (its log is named), 2 for bad arguments or a bad arms file.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
 import os
@@ -544,20 +543,15 @@ def write_results(cells: list[Cell], out: Path) -> str | None:
     rows = collect(cells)
     if not rows:
         return None
+    from maro_lightning.paired import write_csv
+
     ladder_rows = collect_ladder(cells)
-    _write_csv(out / "ablation.csv", rows)
-    _write_csv(out / "ablation_ladder.csv", ladder_rows)
+    write_csv(out / "ablation.csv", rows)
+    write_csv(out / "ablation_ladder.csv", ladder_rows)
     markdown = summarise(rows) + "\n" + summarise_ladder(ladder_rows)
     (out / "ablation.md").write_text(markdown)
     plot(rows, out / "ablation.png")
     return markdown
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 _PRINT_LOCK = threading.Lock()

@@ -292,8 +292,8 @@ class Report:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         paths = [directory / f"{stem}.csv", directory / f"{stem}_pairs.csv", directory / f"{stem}.json"]
-        _write_csv(paths[0], self.rows())
-        _write_csv(paths[1], self.pairs())
+        write_csv(paths[0], self.rows())
+        write_csv(paths[1], self.pairs())
         paths[2].write_text(json.dumps(self.to_json(), indent=1, default=str) + "\n")
         return paths
 
@@ -401,7 +401,8 @@ def _delta(row: dict[str, Any], metric: str) -> str:
     return f"{row[f'd_{metric}']:+.3f} ± {row[f'se_{metric}']:.3f} ({row[f'z_{metric}']:+.1f})"
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """``rows`` (dicts with the same keys) as CSV at ``path``; an empty file for no rows."""
     with path.open("w", newline="") as handle:
         if rows:
             writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
