@@ -6,19 +6,19 @@ to a copy of the game, so it is parsed exactly as in play, and compared with wha
 
 Per role: how often the policy takes the teacher's kind of action (offer, accept, walk; invalid answers count as
 disagreement), how often it accepts where the teacher offered (gives ground) and offers where the teacher accepted;
-where both offer, the mean |policy − teacher| in units of the listing price, and the correlation of the two offers
-within each message index (pooled: each offer minus its index's mean). A time-dependent teacher's offer at a given
-message index is a function of the player's private reservation (``linear``: ``A + (R − A)·t/(T−1)``, docs/games.md),
-so a policy that reads its reservation correlates with it, and one that has learned only the usual price at each
-point of the game does not (near 0). ``accepts below reservation`` is the share of the policy's accepts at a price
-outside its own reservation (a negative share). Prints one row per checkpoint and role.
+where both offer, the share of the policy's offers within $1 of the teacher's, and the rank correlation of the two
+offers within each message index (pooled over the indices; ranks, because one wild offer would decide a Pearson
+correlation). A time-dependent teacher's offer at a given message index is a function of the player's private
+reservation (``linear``: ``A + (R − A)·t/(T−1)``, docs/games.md), so a policy that reads its reservation correlates
+with it, and one that has learned only the usual price at each point of the game does not (near 0). ``accepts below
+reservation`` is the share of the policy's accepts at a price outside its own reservation (a negative share). Prints
+one row per checkpoint and role.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -75,18 +75,27 @@ def answer(player: PolicyPlayer, decision: Decision) -> Answer:
     return Answer(kind, turn.info.get("offer"), turn.info["standing_share"] if kind == "accept" else None)
 
 
-def within_message_correlation(pairs: list[tuple[int, float, float]]) -> float:
-    """Pearson correlation of (x, y) after subtracting each message index's means (nan if undefined)."""
+def within_message_rank_correlation(pairs: list[tuple[int, float, float]]) -> float:
+    """Spearman's correlation of (x, y) within each message index, pooled: ranks (ties averaged) minus their mean in
+    every index's group, then one Pearson correlation of all of them (nan if nothing varies within a group)."""
     groups: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for message, x, y in pairs:
         groups[message].append((x, y))
     centred = []
     for values in groups.values():
-        mean_x, mean_y = statistics.fmean(v[0] for v in values), statistics.fmean(v[1] for v in values)
-        centred += [(x - mean_x, y - mean_y) for x, y in values]
+        ranks_x, ranks_y = _centred_ranks([v[0] for v in values]), _centred_ranks([v[1] for v in values])
+        centred += zip(ranks_x, ranks_y, strict=True)
     sxy = sum(x * y for x, y in centred)
     sxx, syy = sum(x * x for x, _ in centred), sum(y * y for _, y in centred)
     return sxy / (sxx * syy) ** 0.5 if sxx > 0 and syy > 0 else float("nan")
+
+
+def _centred_ranks(values: list[float]) -> list[float]:
+    """Each value's rank among ``values`` (1-based, ties get their mean rank) minus the mean rank."""
+    order = sorted(values)
+    first = {v: order.index(v) for v in set(values)}
+    mean_rank = (len(values) + 1) / 2
+    return [first[v] + (order.count(v) + 1) / 2 - mean_rank for v in values]
 
 
 def summary(found: list[Decision], answers: list[Answer]) -> dict[str, int | float]:
@@ -103,8 +112,10 @@ def summary(found: list[Decision], answers: list[Answer]) -> dict[str, int | flo
         "invalid": rate([a.kind == "invalid" for a in answers], answers),
         "accepts for an offer": rate([a.kind == "accept" for a in teacher_offers], teacher_offers),
         "offers for an accept": rate([a.kind == "offer" for a in teacher_accepts], teacher_accepts),
-        "|offer gap|/L": rate([abs(a.offer - d.teacher_offer) / d.env.listing for d, a in both_offer], both_offer),
-        "offer corr": within_message_correlation([(d.message, d.teacher_offer, a.offer) for d, a in both_offer]),
+        "offers within $1": rate([abs(a.offer - d.teacher_offer) <= 1 for d, a in both_offer], both_offer),
+        "offer rank corr": within_message_rank_correlation(
+            [(d.message, d.teacher_offer, a.offer) for d, a in both_offer]
+        ),
         "accepts below reservation": rate([a.share < 0 for a in accepts], accepts),
     }
 

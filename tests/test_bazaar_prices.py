@@ -48,10 +48,15 @@ def test_an_answer_is_parsed_as_in_play_and_the_summary_counts_it():
     assert row["n"] == 4 and 0.0 <= row["same kind"] <= 1.0
 
 
-def test_within_message_correlation_removes_each_messages_mean():
+def test_within_message_rank_correlation_removes_each_messages_mean():
     # Across messages x and y both rise (a plain correlation near 1); within each message they move oppositely.
     pairs = [(0, 0.0, 1.0), (0, 1.0, 0.0), (1, 10.0, 11.0), (1, 11.0, 10.0)]
-    assert bazaar_prices.within_message_correlation(pairs) == pytest.approx(-1.0)
+    assert bazaar_prices.within_message_rank_correlation(pairs) == pytest.approx(-1.0)
+    wild = [(0, 1.0, 1.0), (0, 2.0, 2.0), (0, 3.0, 900.0), (0, 4.0, 3.0)]  # one wild offer: still in order but one
+    assert bazaar_prices.within_message_rank_correlation(wild) == pytest.approx(0.8)
+    assert bazaar_prices.within_message_rank_correlation(
+        [(0, 1.0, 5.0), (0, 2.0, 5.0), (0, 3.0, 7.0)]
+    ) == pytest.approx(0.75**0.5)
     assert math.isnan(  # one pair per message: nothing varies within a message
-        bazaar_prices.within_message_correlation([(0, 1.0, 2.0), (1, 3.0, 4.0)])
+        bazaar_prices.within_message_rank_correlation([(0, 1.0, 2.0), (1, 3.0, 4.0)])
     )
