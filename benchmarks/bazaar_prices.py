@@ -5,7 +5,8 @@ to a copy of the game, so it is parsed exactly as in play, and compared with wha
     .venv/bin/python benchmarks/bazaar_prices.py CKPT [CKPT ...] --games 100 --teacher linear
 
 Per role: how often the policy takes the teacher's kind of action (offer, accept, walk; invalid answers count as
-disagreement), how often it accepts where the teacher offered (gives ground) and offers where the teacher accepted;
+disagreement), how often it answers with talk alone (no action: its standing offer stays) or walks, how often it
+accepts where the teacher offered (gives ground) and offers where the teacher accepted;
 where both offer, the share of the policy's offers within $1 of the teacher's, and the rank correlation of the two
 offers within each message index (pooled over the indices; ranks, because one wild offer would decide a Pearson
 correlation). A time-dependent teacher's offer at a given message index is a function of the player's private
@@ -110,6 +111,8 @@ def summary(found: list[Decision], answers: list[Answer]) -> dict[str, int | flo
         "n": len(pairs),
         "same kind": rate([d.teacher_kind == a.kind for d, a in pairs], pairs),
         "invalid": rate([a.kind == "invalid" for a in answers], answers),
+        "talk only": rate([a.kind == "talk" for a in answers], answers),
+        "walks": rate([a.kind == "walk" for a in answers], answers),
         "accepts for an offer": rate([a.kind == "accept" for a in teacher_offers], teacher_offers),
         "offers for an accept": rate([a.kind == "offer" for a in teacher_accepts], teacher_accepts),
         "offers within $1": rate([abs(a.offer - d.teacher_offer) <= 1 for d, a in both_offer], both_offer),
