@@ -8,7 +8,9 @@
 Arms: ``--arms`` (default benchmarks/ablation_arms.yaml): ``arms:``, a list of ``{name, overrides}`` (dotted
 ``maro fit`` arguments such as ``--model.init_args.credit.weighting=none``; an arm named ``maro``, the full method,
 is required), and optionally ``settings:`` (config files) and ``seeds:``; the command line's take precedence (seeds
-0 1 2 by default). Cells are settings × seeds × arms, each a ``maro fit -c SETTING --seed_everything SEED`` in
+0 1 2 by default). Over a setting whose ``credit:`` is an assigner with its own arguments (a reward scheme such as
+``NoDealCost``), a credit switch ``--model.init_args.credit.X`` is passed as ``...credit.init_args.config.X``, so the
+scheme stays. Cells are settings × seeds × arms, each a ``maro fit -c SETTING --seed_everything SEED`` in
 ``OUT/SETTING/seedSEED/ARM`` (``fit.log``; ``cell.json``: the arguments, exit status, wall time), run one at a time
 or ``--jobs N`` at once, with OMP_NUM_THREADS=1 unless the environment sets it. Every arm trains for the setting's
 own max_steps; ``--max-steps N`` replaces it for all arms alike (smoke runs).
@@ -66,6 +68,7 @@ RESERVED = ("-c", "--config", "--seed_everything", "--trainer.max_steps", "--tra
 WARM_START = "warm_start"  # the evaluation line of the shared warm start; per arm: warm_start_ARM
 EVALUATION = "evaluation"  # the folder of a (setting, seed)'s evaluation, beside its arms' folders
 NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # a folder name, and an evaluation line's name (no `=`)
+CREDIT = "--model.init_args.credit."  # the prefix of an arm's credit switches (an assigner's: setting_overrides)
 
 
 @dataclass(frozen=True)
@@ -157,7 +160,28 @@ class Cell:
     def fit_args(self, max_steps: int | None) -> list[str]:
         budget = [] if max_steps is None else ["--trainer.max_steps", str(max_steps)]
         seed = ["--seed_everything", str(self.seed), "--trainer.default_root_dir", str(self.directory)]
-        return ["fit", "-c", self.setting, *seed, *budget, *self.arm.overrides]
+        return ["fit", "-c", self.setting, *seed, *budget, *setting_overrides(self.setting, self.arm.overrides)]
+
+
+def setting_overrides(setting: str, overrides: tuple[str, ...]) -> list[str]:
+    """The arm's overrides as the setting takes them. Over a setting whose ``credit:`` is an assigner (``{class_path:
+    ..., init_args: {config: {...}}}``: a reward scheme such as ``NoDealCost``), a credit switch
+    ``--model.init_args.credit.X`` becomes ``--model.init_args.credit.init_args.config.X``: given as it is,
+    jsonargparse would replace the assigner with a plain mapping of switches and drop the reward scheme silently."""
+    if not _credit_is_an_assigner(setting):
+        return list(overrides)
+    own = (f"{CREDIT}init_args.", f"{CREDIT}class_path")  # the assigner's own arguments stay as they are
+    return [
+        f"{CREDIT}init_args.config.{token[len(CREDIT) :]}" if token.startswith(CREDIT) and not token.startswith(own)
+        else token
+        for token in overrides
+    ]  # fmt: skip
+
+
+def _credit_is_an_assigner(setting: str) -> bool:
+    model = (yaml.safe_load(Path(setting).read_text()) or {}).get("model") or {}
+    credit = (model.get("init_args") or model).get("credit")
+    return isinstance(credit, dict) and "class_path" in credit
 
 
 def finished(cell: Cell, max_steps: int | None) -> Path | None:

@@ -15,6 +15,7 @@ import torch
 import yaml
 
 from maro_lightning import envs
+from maro_lightning.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 _SPEC = importlib.util.spec_from_file_location("benchmarks_ablation", ROOT / "benchmarks" / "ablation.py")
@@ -251,3 +252,21 @@ def test_the_ladder_pools_the_settings_held_out_opponents_as_independent_strata(
         "| maro | bazaar/seller | +0.060 (+3.0), +0.100 (+5.0) | +0.080 ± 0.020 | -0.010 (-1.0), -0.010 (-1.0) "
         "| -0.010 ± 0.000 |"
     )
+
+
+@pytest.mark.parametrize("arm", ["no_m1", "outcome"])
+def test_an_arms_credit_switch_keeps_the_settings_reward_scheme(arm, capsys):
+    """bazaar_selfplay's credit is NoDealCost (an assigner with a cost): the switch goes to its config, and the cost
+    stays; the plain-mapping settings take the arms as written."""
+    plan = {a.name: a for a in ablation.load_plan(ablation.ARMS_FILE).arms}
+    setting, plain = str(ROOT / "configs" / "bazaar_selfplay.yaml"), str(ROOT / "configs" / "mafia_selfplay.yaml")
+    assert ablation.setting_overrides(plain, plan[arm].overrides) == list(plan[arm].overrides)
+    args = ablation.Cell(setting, 0, plan[arm], Path("/tmp/unused")).fit_args(max_steps=None)
+    assert all(".credit.init_args.config." in token for token in args if ".credit." in token)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    credit = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]["credit"]
+    assert credit["class_path"] == "maro_lightning.credit.shaping.NoDealCost" and credit["init_args"]["cost"] == 1.0
+    switch, value = plan[arm].overrides[0].removeprefix("--model.init_args.credit.").split("=")
+    assert str(credit["init_args"]["config"][switch]).lower() == value
