@@ -166,8 +166,8 @@ class Cell:
 def setting_overrides(setting: str, overrides: tuple[str, ...]) -> list[str]:
     """The arm's overrides as the setting takes them. Over a setting whose ``credit:`` is an assigner (``{class_path:
     ..., init_args: {config: {...}}}``: a reward scheme such as ``NoDealCost``), a credit switch
-    ``--model.init_args.credit.X`` becomes ``--model.init_args.credit.init_args.config.X``: given as it is,
-    jsonargparse would replace the assigner with a plain mapping of switches and drop the reward scheme silently."""
+    ``--model.init_args.credit.X`` becomes ``--model.init_args.credit.init_args.config.X`` (given as it is, it would
+    replace the assigner with a plain mapping of switches and drop the reward scheme, which ``maro fit`` refuses)."""
     if not _credit_is_an_assigner(setting):
         return list(overrides)
     own = (f"{CREDIT}init_args.", f"{CREDIT}class_path")  # the assigner's own arguments stay as they are

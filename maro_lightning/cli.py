@@ -130,6 +130,7 @@ def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
     configured = [a for a in argv if a in ("-c", "--config") or a.startswith("--config=")]
     try:
         preflight.check_config_files(argv)
+        preflight.check_credit_switches(argv)
     except ValueError as err:
         sys.stderr.write(f"maro {argv[0]}: error: {err}\n")
         return 2

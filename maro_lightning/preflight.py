@@ -77,6 +77,29 @@ def check_config_files(argv: Sequence[str]) -> None:
             raise ValueError(f"-c {path}: a config file is a YAML mapping of sections, got a {type(content).__name__}")
 
 
+def check_credit_switches(argv: Sequence[str]) -> None:
+    """A credit switch on the command line over a config whose ``credit:`` is an assigner (a reward scheme with its
+    own arguments, such as ``NoDealCost``) must name the assigner's ``config``: given as ``--model.init_args.credit.X``
+    jsonargparse would replace the assigner with a plain mapping of switches, and drop the scheme without a word."""
+    assigner = None
+    for path in config_paths(argv):
+        model = (yaml.safe_load(Path(path).read_text()) or {}).get("model") or {}
+        credit = (model.get("init_args") or model).get("credit") if isinstance(model, dict) else None
+        if credit is not None:
+            assigner = credit.get("class_path") if isinstance(credit, dict) else None
+    if assigner is None:
+        return
+    for arg in argv:
+        key = arg.split("=", 1)[0]
+        for prefix in ("--model.init_args.credit.", "--model.credit."):
+            switch = key.removeprefix(prefix)
+            if switch != key and switch.split(".")[0] not in ("init_args", "class_path", "help"):
+                raise ValueError(
+                    f"{key}: the config's credit is an assigner ({assigner}); give its switches as "
+                    f"--model.init_args.credit.init_args.config.{switch}"
+                )
+
+
 def config_paths(argv: Sequence[str]) -> list[str]:
     """The ``-c`` / ``--config`` files of a command line, in order."""
     paths = []

@@ -13,6 +13,7 @@ from maro_lightning.cli import DEMO_CONFIG
 from maro_lightning.cli import main
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))  # configs/**: every YAML
+SELFPLAY = Path(__file__).resolve().parents[1] / "configs" / "bazaar_selfplay.yaml"  # credit: an assigner, NoDealCost
 NEEDS_TEXTARENA = pytest.mark.skipif(
     importlib.util.find_spec("textarena") is None, reason="a textarena:ID game needs the textarena extra"
 )
@@ -171,6 +172,22 @@ def test_an_empty_or_non_mapping_config_file_fails_in_one_line(tmp_path, capsys,
     err = capsys.readouterr().err
     expected = "the config file is empty" if content != "- a list\n" else "a YAML mapping of sections, got a list"
     assert err.startswith(f"maro fit: error: -c {config}: ") and expected in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("switch", ["--model.init_args.credit.decompose=false", "--model.credit.mode=outcome"])
+def test_a_credit_switch_over_an_assigner_is_refused_naming_the_path_that_keeps_it(capsys, switch):
+    """bazaar_selfplay's credit is NoDealCost: a plain switch would replace it by a mapping and drop the cost."""
+    assert main(["fit", "-c", str(SELFPLAY), switch]) == 2
+    err = capsys.readouterr().err
+    name = switch.split("=")[0].rsplit(".", 1)[1]
+    assert "credit is an assigner (maro_lightning.credit.shaping.NoDealCost)" in err and len(err.splitlines()) == 1
+    assert err.strip().endswith(f"--model.init_args.credit.init_args.config.{name}")
+
+
+def test_a_switch_given_to_the_assigners_config_keeps_the_scheme(capsys):
+    print_config("-c", str(SELFPLAY), "--model.init_args.credit.init_args.config.decompose=false")
+    credit = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]["credit"]
+    assert credit["class_path"].endswith("NoDealCost") and credit["init_args"]["config"]["decompose"] is False
 
 
 @pytest.mark.parametrize(
