@@ -531,6 +531,8 @@ def _per_seed(delta: float | None, se: float | None) -> str:
 def _format(values: list[float | None], sign: str) -> str:
     if not values or any(v is None for v in values):
         return "—"
+    if len(values) == 1:  # one seed: no spread over seeds to show
+        return f"{values[0]:{sign}.3f}"
     mean, se = mean_se(values)
     return f"{mean:{sign}.3f} ± {se:.3f}"
 

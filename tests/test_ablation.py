@@ -252,6 +252,8 @@ def test_the_ladder_pools_the_settings_held_out_opponents_as_independent_strata(
         "| maro | bazaar/seller | +0.060 (+3.0), +0.100 (+5.0) | +0.080 ± 0.020 | -0.010 (-1.0), -0.010 (-1.0) "
         "| -0.010 ± 0.000 |"
     )
+    one_seed = ablation.summarise_ladder(rows[1:]).splitlines()  # no SE over one seed: the value alone
+    assert one_seed[4] == "| maro | bazaar/seller | +0.060 (+3.0) | +0.060 | -0.010 (-1.0) | -0.010 |"
 
 
 @pytest.mark.parametrize("arm", ["no_m1", "outcome"])
