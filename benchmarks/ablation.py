@@ -60,6 +60,8 @@ from typing import Any
 
 import yaml
 
+from maro_lightning import preflight
+
 ARMS_FILE = Path(__file__).resolve().with_name("ablation_arms.yaml")
 REFERENCE_ARM = "maro"  # full MARO: the arm every other is compared with, and whose warm start is evaluated
 DEFAULT_SEEDS = (0, 1, 2)
@@ -168,7 +170,7 @@ def setting_overrides(setting: str, overrides: tuple[str, ...]) -> list[str]:
     ..., init_args: {config: {...}}}``: a reward scheme such as ``NoDealCost``), a credit switch
     ``--model.init_args.credit.X`` becomes ``--model.init_args.credit.init_args.config.X`` (given as it is, it would
     replace the assigner with a plain mapping of switches and drop the reward scheme, which ``maro fit`` refuses)."""
-    if not _credit_is_an_assigner(setting):
+    if preflight.configured_assigner([setting]) is None:
         return list(overrides)
     own = (f"{CREDIT}init_args.", f"{CREDIT}class_path")  # the assigner's own arguments stay as they are
     return [
@@ -176,12 +178,6 @@ def setting_overrides(setting: str, overrides: tuple[str, ...]) -> list[str]:
         else token
         for token in overrides
     ]  # fmt: skip
-
-
-def _credit_is_an_assigner(setting: str) -> bool:
-    model = (yaml.safe_load(Path(setting).read_text()) or {}).get("model") or {}
-    credit = (model.get("init_args") or model).get("credit")
-    return isinstance(credit, dict) and "class_path" in credit
 
 
 def finished(cell: Cell, max_steps: int | None) -> Path | None:

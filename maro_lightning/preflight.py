@@ -81,12 +81,7 @@ def check_credit_switches(argv: Sequence[str]) -> None:
     """A credit switch on the command line over a config whose ``credit:`` is an assigner (a reward scheme with its
     own arguments, such as ``NoDealCost``) must name the assigner's ``config``: given as ``--model.init_args.credit.X``
     jsonargparse would replace the assigner with a plain mapping of switches, and drop the scheme without a word."""
-    assigner = None
-    for path in config_paths(argv):
-        model = (yaml.safe_load(Path(path).read_text()) or {}).get("model") or {}
-        credit = (model.get("init_args") or model).get("credit") if isinstance(model, dict) else None
-        if credit is not None:
-            assigner = credit.get("class_path") if isinstance(credit, dict) else None
+    assigner = configured_assigner(config_paths(argv))
     if assigner is None:
         return
     for arg in argv:
@@ -98,6 +93,18 @@ def check_credit_switches(argv: Sequence[str]) -> None:
                     f"{key}: the config's credit is an assigner ({assigner}); give its switches as "
                     f"--model.init_args.credit.init_args.config.{switch}"
                 )
+
+
+def configured_assigner(paths: Sequence[str]) -> str | None:
+    """The class path of the credit assigner the config files give (the last that sets ``credit:`` decides); None
+    when ``credit:`` is a plain mapping of switches, or unset."""
+    assigner = None
+    for path in paths:
+        model = (yaml.safe_load(Path(path).read_text()) or {}).get("model") or {}
+        credit = (model.get("init_args") or model).get("credit") if isinstance(model, dict) else None
+        if credit is not None:
+            assigner = credit.get("class_path") if isinstance(credit, dict) else None
+    return assigner
 
 
 def config_paths(argv: Sequence[str]) -> list[str]:
