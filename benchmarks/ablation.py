@@ -496,26 +496,32 @@ _COLUMNS = (("reward", ""), ("d_warm_start", "+"), ("d_maro", "+"))
 
 def summarise_ladder(rows: list[dict[str, Any]]) -> str:
     """The markdown tables of :func:`collect_ladder`: per setting and baseline (the warm start, full MARO), per arm
-    and role, each seed's Δ (Δ/SE) and their mean ± SE over seeds, in reward and deal rate."""
+    and role, each seed's Δ (Δ/SE) and their mean ± SE over seeds, in reward and (in a game with deals) deal rate."""
     out = []
     for setting, baseline in dict.fromkeys((row["setting"], row["baseline"]) for row in rows):
         mine = [row for row in rows if (row["setting"], row["baseline"]) == (setting, baseline)]
         opponents = ", ".join(dict.fromkeys(o for row in mine for o in row["opponents"].split("+")))
         title = "warm start" if baseline == WARM_START else baseline
+        with_deals = any(row["d_deal"] is not None for row in mine)  # Mafia has none: no deal-rate columns
+        metrics = ("reward", "deal") if with_deals else ("reward",)
         out += [f"### {setting}: final − {title} on the held-out ladder ({opponents}), pooled", ""]
-        out += ["| arm | role | Δ reward per seed (Δ/SE) | mean ± SE | Δ deal rate per seed | mean ± SE |"]
-        out += ["|---|---|---|---:|---|---:|"]
+        headers = [f"Δ {_LADDER_NAMES[metric]} per seed (Δ/SE) | mean ± SE" for metric in metrics]
+        out += [f"| arm | role | {' | '.join(headers)} |"]
+        out += ["|---|---|" + "---|---:|" * len(metrics)]
         groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
         for row in sorted(mine, key=lambda r: r["seed"]):
             groups[row["arm"], f"{row['game']}/{row['role']}"].append(row)
         for (arm, role), seeds in groups.items():
             cells = []
-            for metric in ("reward", "deal"):
+            for metric in metrics:
                 each = [_per_seed(row[f"d_{metric}"], row[f"se_{metric}"]) for row in seeds]
                 cells += [", ".join(each), _format([row[f"d_{metric}"] for row in seeds], "+")]
             out.append(f"| {arm} | {role} | {' | '.join(cells)} |")
         out.append("")
     return "\n".join(out)
+
+
+_LADDER_NAMES = {"reward": "reward", "deal": "deal rate"}
 
 
 def _per_seed(delta: float | None, se: float | None) -> str:

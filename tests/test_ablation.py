@@ -254,6 +254,13 @@ def test_the_ladder_pools_the_settings_held_out_opponents_as_independent_strata(
     )
     one_seed = ablation.summarise_ladder(rows[1:]).splitlines()  # no SE over one seed: the value alone
     assert one_seed[4] == "| maro | bazaar/seller | +0.060 (+3.0) | +0.060 | -0.010 (-1.0) | -0.010 |"
+    no_deals = [row | {"game": "mafia", "role": "doctor", "d_deal": None, "se_deal": None} for row in rows]
+    table = ablation.summarise_ladder(no_deals).splitlines()  # a game without deals: no deal-rate columns
+    assert table[2:5] == [
+        "| arm | role | Δ reward per seed (Δ/SE) | mean ± SE |",
+        "|---|---|---|---:|",
+        "| maro | mafia/doctor | +0.060 (+3.0), +0.100 (+5.0) | +0.080 ± 0.020 |",
+    ]
 
 
 @pytest.mark.parametrize("arm", ["no_m1", "outcome"])
