@@ -128,13 +128,13 @@ def _lightning(argv: list[str], args: Sequence[str] | None) -> int:
                 self.parser.exit(2, f"maro {subcommand}: error: {err}\n")
 
     configured = [a for a in argv if a in ("-c", "--config") or a.startswith("--config=")]
+    defaults = {} if configured or not DEMO_CONFIG.exists() else {"default_config_files": [str(DEMO_CONFIG)]}
     try:
         preflight.check_config_files(argv)
-        preflight.check_credit_switches(argv)
+        preflight.check_credit_switches(argv, defaults.get("default_config_files", []))
     except ValueError as err:
         sys.stderr.write(f"maro {argv[0]}: error: {err}\n")
         return 2
-    defaults = {} if configured or not DEMO_CONFIG.exists() else {"default_config_files": [str(DEMO_CONFIG)]}
     try:  # before parsing: class paths and registered names must exist when the config is checked
         imports.import_all(
             imports.requested(argv, preflight.config_paths(argv) or defaults.get("default_config_files", []))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Iterator
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,22 +78,77 @@ def check_config_files(argv: Sequence[str]) -> None:
             raise ValueError(f"-c {path}: a config file is a YAML mapping of sections, got a {type(content).__name__}")
 
 
-def check_credit_switches(argv: Sequence[str]) -> None:
-    """A credit switch on the command line over a config whose ``credit:`` is an assigner (a reward scheme with its
-    own arguments, such as ``NoDealCost``) must name the assigner's ``config``: given as ``--model.init_args.credit.X``
-    jsonargparse would replace the assigner with a plain mapping of switches, and drop the scheme without a word."""
-    assigner = configured_assigner(config_paths(argv))
-    if assigner is None:
-        return
-    for arg in argv:
-        key = arg.split("=", 1)[0]
-        for prefix in ("--model.init_args.credit.", "--model.credit."):
-            switch = key.removeprefix(prefix)
-            if switch != key and switch.split(".")[0] not in ("init_args", "class_path", "help"):
+def check_credit_switches(argv: Sequence[str], default_paths: Sequence[str] = ()) -> None:
+    """The command line and config files, in order, never give ``credit:`` in a form jsonargparse would lose:
+    - a switch ``--model.init_args.credit.X`` over an assigner (a reward scheme with its own arguments, such as
+      ``NoDealCost``) would replace the assigner by a plain mapping of switches and drop the scheme without a word;
+    - an assigner (``credit: {class_path: ...}``, from a later ``-c`` file or the command line) over a plain mapping
+      of switches keeps the mapping's type: the class is dropped, or fails to build with a message about ``config``.
+    ``default_paths`` are the config files read when the command line names none."""
+    credit: str | bool | None = None  # so far: unset, a plain mapping of switches (True) or an assigner's class path
+    for key, value, source in _credit_settings(argv, default_paths):
+        if key is not None and key.split(".")[0] in ("init_args", "help"):
+            continue  # the assigner's own arguments
+        if key is None or key == "class_path":
+            given = value if key == "class_path" else _credit_kind(value)
+            if isinstance(given, str) and credit is True:
                 raise ValueError(
-                    f"{key}: the config's credit is an assigner ({assigner}); give its switches as "
-                    f"--model.init_args.credit.init_args.config.{switch}"
+                    f"{source}: an assigner ({given}) over a config whose credit is a plain mapping of switches is "
+                    "dropped in parsing; write credit: {class_path: ..., init_args: {config: {...switches}}} in the "
+                    "config, in place of the mapping"
                 )
+            credit = given
+        elif isinstance(credit, str):
+            raise ValueError(
+                f"{source}: the config's credit is an assigner ({credit}); give its switches as "
+                f"--model.init_args.credit.init_args.config.{key}"
+            )
+        else:
+            credit = True
+
+
+def _credit_kind(value: Any) -> str | bool | None:
+    """A ``credit:`` value as :func:`check_credit_switches` tracks it: an assigner's class path, True for a plain
+    mapping of switches, None for unset."""
+    if isinstance(value, dict):
+        return value.get("class_path") or True
+    return None
+
+
+def _credit_settings(argv: Sequence[str], default_paths: Sequence[str]) -> Iterator[tuple[str | None, Any, str]]:
+    """Every place that sets the model's credit, in parsing order, as (key below ``credit``, value, where): a
+    config file's or ``--model.init_args.credit`` value has key None; ``--model.init_args.credit.X=v`` has key X."""
+    for path in [] if config_paths(argv) else default_paths:
+        if (credit := _file_credit(path)) is not None:
+            yield None, credit, f"-c {path}"
+    for index, arg in enumerate(argv):
+        if arg in ("-c", "--config") and index + 1 < len(argv) or arg.startswith("--config="):
+            path = argv[index + 1] if "=" not in arg else arg.split("=", 1)[1]
+            if (credit := _file_credit(path)) is not None:
+                yield None, credit, f"-c {path}"
+            continue
+        key, has_value, value = arg.partition("=")
+        if not has_value and index + 1 < len(argv) and not argv[index + 1].startswith("-"):
+            value = argv[index + 1]
+        for prefix in ("--model.init_args.credit", "--model.credit"):
+            if key == prefix:
+                yield None, _yaml_or_none(value), key
+            elif key.startswith(prefix + "."):
+                yield key.removeprefix(prefix + "."), value, key
+
+
+def _yaml_or_none(text: str) -> Any:
+    """``text`` parsed as YAML; None when it does not parse (jsonargparse then names the problem)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+
+
+def _file_credit(path: str) -> Any:
+    """A config file's ``model.credit`` (under ``init_args`` or not); None when it sets none."""
+    model = (yaml.safe_load(Path(path).read_text()) or {}).get("model") or {}
+    return (model.get("init_args") or model).get("credit") if isinstance(model, dict) else None
 
 
 def configured_assigner(paths: Sequence[str]) -> str | None:
@@ -100,8 +156,7 @@ def configured_assigner(paths: Sequence[str]) -> str | None:
     when ``credit:`` is a plain mapping of switches, or unset."""
     assigner = None
     for path in paths:
-        model = (yaml.safe_load(Path(path).read_text()) or {}).get("model") or {}
-        credit = (model.get("init_args") or model).get("credit") if isinstance(model, dict) else None
+        credit = _file_credit(path)
         if credit is not None:
             assigner = credit.get("class_path") if isinstance(credit, dict) else None
     return assigner

@@ -190,6 +190,38 @@ def test_a_switch_given_to_the_assigners_config_keeps_the_scheme(capsys):
     assert credit["class_path"].endswith("NoDealCost") and credit["init_args"]["config"]["decompose"] is False
 
 
+NO_DEAL_COST = "maro_lightning.credit.shaping.NoDealCost"
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        "file",
+        f"--model.init_args.credit.class_path={NO_DEAL_COST}",
+        f"--model.init_args.credit={{class_path: {NO_DEAL_COST}, init_args: {{cost: 0.3}}}}",
+    ],
+)
+def test_an_assigner_over_a_plain_mapping_of_switches_is_refused_not_dropped(tmp_path, capsys, given):
+    """The demo's credit is a plain mapping: jsonargparse would keep its type and lose a class_path given after it
+    (a later -c file or the command line), building a plain assigner or failing on `config`."""
+    if given == "file":
+        later = tmp_path / "cost.yaml"
+        later.write_text(yaml.safe_dump({"model": {"init_args": {"credit": {"class_path": NO_DEAL_COST}}}}))
+        given = f"--config={later}"
+    assert main(["fit", "-c", str(DEMO_CONFIG), given]) == 2
+    err = capsys.readouterr().err
+    assert f"an assigner ({NO_DEAL_COST}) over a config whose credit is a plain mapping" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_an_assigner_over_an_assigner_keeps_the_new_one(capsys):
+    print_config(
+        "-c", str(SELFPLAY), f"--model.init_args.credit={{class_path: {NO_DEAL_COST}, init_args: {{cost: 0.3}}}}"
+    )
+    credit = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]["credit"]
+    assert credit["class_path"] == NO_DEAL_COST and credit["init_args"]["cost"] == 0.3
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
