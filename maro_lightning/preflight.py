@@ -21,6 +21,8 @@ from lightning.pytorch.cli import LightningArgumentParser
 from maro_lightning import checkpoints
 
 _PARSER_KEY = re.compile(r'Parser key "([^"]+)":\s*(.*)')
+# The assigner class of MaroModule's `credit` Union: over a plain mapping it parses as given; a subclass does not.
+_BASE_ASSIGNER = ("maro_lightning.credit.CreditAssigner", "maro_lightning.credit.assigner.CreditAssigner")
 
 
 class OneLineParser(LightningArgumentParser):
@@ -82,8 +84,9 @@ def check_credit_switches(argv: Sequence[str], default_paths: Sequence[str] = ()
     """The command line and config files, in order, never give ``credit:`` in a form jsonargparse would lose:
     - a switch ``--model.init_args.credit.X`` over an assigner (a reward scheme with its own arguments, such as
       ``NoDealCost``) would replace the assigner by a plain mapping of switches and drop the scheme without a word;
-    - an assigner (``credit: {class_path: ...}``, from a later ``-c`` file or the command line) over a plain mapping
-      of switches keeps the mapping's type: the class is dropped, or fails to build with a message about ``config``.
+    - an assigner subclass (``credit: {class_path: ...}``, from a later ``-c`` file or the command line) over a plain
+      mapping of switches keeps the mapping's type: the class is dropped, or fails to build with a message about
+      ``config`` (the base ``CreditAssigner`` itself parses as given).
     ``default_paths`` are the config files read when the command line names none."""
     credit: str | bool | None = None  # so far: unset, a plain mapping of switches (True) or an assigner's class path
     for key, value, source in _credit_settings(argv, default_paths):
@@ -91,7 +94,7 @@ def check_credit_switches(argv: Sequence[str], default_paths: Sequence[str] = ()
             continue  # the assigner's own arguments
         if key is None or key == "class_path":
             given = value if key == "class_path" else _credit_kind(value)
-            if isinstance(given, str) and credit is True:
+            if isinstance(given, str) and credit is True and given not in _BASE_ASSIGNER:
                 raise ValueError(
                     f"{source}: an assigner ({given}) over a config whose credit is a plain mapping of switches is "
                     "dropped in parsing; write credit: {class_path: ..., init_args: {config: {...switches}}} in the "
